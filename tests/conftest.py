@@ -1,0 +1,54 @@
+"""Shared test setup: hypothesis profiles, device parametrization and a fixed seed per test."""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+import tinygrad_rnn as tg
+
+# "ci" keeps the suite inside CI's budget on 2 cores; "dev" is the default locally; "long" is for
+# fuzzing sessions: HYPOTHESIS_PROFILE=long pytest tests/
+settings.register_profile(
+    "ci",
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev",
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long",
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def available_devices() -> list:
+    """'cpu' always; 'cuda' as a case that skips with the reason when no GPU is usable."""
+    reason = None
+    if not tg.cuda.is_available():
+        reason = "no CUDA GPU: CuPy is not installed or sees no device (pip install -e '.[cuda]')"
+    cuda = pytest.param("cuda", marks=pytest.mark.skipif(reason is not None, reason=reason or ""))
+    return ["cpu", cuda]
+
+
+@pytest.fixture(params=available_devices())
+def device(request):
+    """Run a test once per device; the CUDA case skips with a stated reason on machines without a GPU."""
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    tg.manual_seed(0)
+    np.random.seed(0)
+    yield

@@ -1,0 +1,423 @@
+"""The tape: ``Function`` (one subclass per op, its instance is the graph node), the iterative
+backward walk, gradient modes and the one place where broadcast gradients are reduced.
+
+How a backward pass runs
+------------------------
+Every node records the order in which it was created (``seq``). Creation order is a topological
+order of the graph (a node's inputs always exist before it), so walking nodes from the highest
+``seq`` down visits every node after all of its consumers: when a node is popped, the gradients of
+its outputs are complete. The walk keeps a heap of the nodes that have received a gradient; there is
+no recursion, so an RNN unrolled over 100,000 steps backprops like a 10-step one.
+
+Gradients flowing into a node's output are summed (``+=``, never overwritten, so ``x * x`` is right),
+popped as soon as the node has used them, and the node's saved arrays are freed unless
+``retain_graph=True``. Gradients reaching leaves are summed over the whole walk, passed through the
+leaf's hooks, then added to ``leaf.grad``.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import math
+from array import array
+from collections.abc import Callable
+from typing import Any
+
+from . import backend
+
+# The Tensor class registers itself here on import (tensor.py imports this module, not the reverse).
+Tensor: Any = None
+
+_grad_enabled = True
+_anomaly_enabled = False
+_creation_counter = itertools.count()
+
+
+class Function:
+    """One differentiable op. Subclasses define ``forward(ctx, *arrays, **constants)`` and
+    ``backward(ctx, grad_output)``, both on raw backend arrays; ``ctx`` is the node itself.
+
+    ``forward`` receives the data of every ``Tensor`` argument (positional) and the non-differentiable
+    options (keywords), stores what ``backward`` needs with :meth:`save_for_backward` (or as plain
+    attributes for small constants), and returns an array (or a tuple of arrays for an op with
+    several outputs). ``backward`` receives the gradient of the loss with respect to each output
+    (``None`` for an output of a multi-output op that received none) and returns one gradient per
+    positional input, ``None`` where ``ctx.needs_input_grad[i]`` is false. It may return gradients
+    in the broadcast shape: the tape reduces them to the input's shape in one place (:func:`unbroadcast`).
+    """
+
+    __slots__ = (
+        "freed",
+        "hooks",
+        "input_shapes",
+        "n_outputs",
+        "needs_input_grad",
+        "parent_indices",
+        "parents",
+        "saved",
+        "saved_versions",
+        "seq",
+    )
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep arrays for the backward pass; freed when the backward pass has used them."""
+        self.saved = arrays
+
+    def forward(self, *arrays: Any, **constants: Any) -> Any:
+        raise NotImplementedError
+
+    def backward(self, *grad_outputs: Any) -> Any:
+        raise NotImplementedError
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __repr__(self) -> str:
+        return f"<{self.name} node #{self.seq}>"
+
+    @classmethod
+    def apply(cls, *inputs: Any, **constants: Any) -> Any:
+        """Run the op forward on ``inputs`` (Tensors) and, when a gradient is needed, record the node."""
+        ctx = cls.__new__(cls)
+        ctx.saved = ()
+        datas = [t._data for t in inputs]
+        if len(datas) > 1:
+            _check_same_device(cls, inputs, datas)
+        try:
+            out = ctx.forward(*datas, **constants)
+        except (ValueError, IndexError, TypeError) as error:
+            raise _explain(cls, error, datas) from None
+
+        record = _grad_enabled
+        if record:
+            for t in inputs:
+                if t.requires_grad:
+                    break
+            else:
+                record = False
+        make = Tensor._make
+        if not record:
+            if type(out) is tuple:
+                return tuple(make(backend.ensure_array(o), False, None, 0) for o in out)
+            return make(backend.ensure_array(out), False, None, 0)
+
+        # Parents are the producing nodes (or leaf tensors); keeping nodes rather than input tensors
+        # lets an interior tensor's data be freed as soon as no op saved it.
+        parents = []
+        indices = None
+        for position, t in enumerate(inputs):
+            if not t.requires_grad:
+                parents.append(None)
+            elif t._ctx is None:
+                parents.append(t)
+            else:
+                parents.append(t._ctx)
+                if t._index:
+                    if indices is None:
+                        indices = [0] * len(inputs)
+                    indices[position] = t._index
+        ctx.parents = tuple(parents)
+        ctx.parent_indices = indices and tuple(indices)
+        ctx.needs_input_grad = tuple(p is not None for p in parents)
+        ctx.input_shapes = tuple(d.shape for d in datas)
+        ctx.seq = next(_creation_counter)
+        ctx.hooks = None
+        ctx.freed = False
+        if type(out) is tuple:
+            ctx.n_outputs = len(out)
+            outputs = tuple(make(backend.ensure_array(o), True, ctx, i) for i, o in enumerate(out))
+        else:
+            ctx.n_outputs = 1
+            outputs = make(backend.ensure_array(out), True, ctx, 0)
+        ctx.saved_versions = _saved_versions(ctx.saved, inputs, outputs) if ctx.saved else None
+        if _anomaly_enabled:
+            _anomaly_check_forward(ctx, outputs)
+        return outputs
+
+
+def _version_box(t: Any) -> Any:
+    """The tensor's in-place version counter, created on first need.
+
+    It is a one-element ``array('q')``: mutable, shared by every alias of the storage (``detach``), and
+    invisible to Python's cycle collector, so recording it costs the collector nothing.
+    """
+    box = t._version
+    if box is None:
+        box = t._version = array("q", (0,))
+    return box
+
+
+def _saved_versions(saved: tuple, inputs: tuple, outputs: Any) -> tuple | None:
+    """Record (counter, version) for every input or output whose data the op saved."""
+    candidates = (*inputs, *outputs) if type(outputs) is tuple else (*inputs, outputs)
+    versions: list = []
+    for saved_array in saved:
+        for t in candidates:
+            if t._data is saved_array:
+                box = _version_box(t)
+                versions.append(box)
+                versions.append(box[0])
+                break
+    return tuple(versions) if versions else None
+
+
+def _check_same_device(cls: type, inputs: tuple, datas: list) -> None:
+    numpy_array = backend.NUMPY_ARRAY
+    for d in datas:
+        if type(d) is not numpy_array:
+            break
+    else:
+        return  # all on the CPU
+    devices = [t.device for t in inputs]
+    if any(d != devices[0] for d in devices):
+        spelled = ", ".join(str(d) for d in devices)
+        raise RuntimeError(
+            f"{cls.__name__}: expected all tensors on the same device, got tensors on {spelled}; "
+            f"move them with .to(device) first"
+        )
+
+
+def _explain(cls: type, error: Exception, datas: list) -> Exception:
+    """Re-raise a backend error at the public call with the op's name and the shapes involved."""
+    message = str(error)
+    if message.startswith(cls.__name__):
+        return error
+    shapes = ", ".join(str(tuple(d.shape)) for d in datas)
+    return type(error)(f"{cls.__name__}: {message} (input shapes: {shapes})")
+
+
+# ---- gradient modes ----------------------------------------------------------------------------------
+
+
+class _GradMode:
+    """Base for ``no_grad``/``enable_grad``: a context manager that also works as a decorator."""
+
+    enabled = True
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self.previous = _grad_enabled
+        _grad_enabled = self.enabled
+
+    def __exit__(self, *exc: Any) -> None:
+        global _grad_enabled
+        _grad_enabled = self.previous
+
+    def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with type(self)():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Record nothing on the tape inside the block: outputs have ``requires_grad=False``."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):
+    """Record on the tape again inside a ``no_grad`` block."""
+
+    enabled = True
+
+
+class set_grad_enabled(_GradMode):
+    """Turn recording on or off: ``with set_grad_enabled(False): ...``."""
+
+    def __init__(self, mode: bool) -> None:
+        self.enabled = bool(mode)
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+# ---- anomaly detection (off by default; a single flag check when off) ---------------------------------
+
+
+def _anomaly_check_forward(ctx: Function, outputs: Any) -> None:
+    """Filled in by anomaly mode; see :func:`detect_anomaly`."""
+
+
+# ---- broadcasting ------------------------------------------------------------------------------------
+
+
+def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
+    """Reduce a gradient computed in a broadcast shape back to an operand's ``shape``.
+
+    Broadcasting prepends axes of size 1 and stretches axes of size 1; the gradient of a stretched
+    operand is the sum over the stretched axes: sum the leading extra axes away, then sum (keeping
+    the axis) every axis where ``shape`` has 1 and the gradient does not. Works for any pair of ranks.
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra < 0:
+        # A gradient of lower rank than its operand (a scalar for a size-1 operand): stretch it.
+        return backend.get_array_module(grad).broadcast_to(grad, shape).copy()
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return backend.ensure_array(grad)
+
+
+# ---- the backward walk -------------------------------------------------------------------------------
+
+
+def run_backward(root: Any, grad_root: Any, retain_graph: bool) -> None:
+    """Propagate ``grad_root`` (the gradient of the loss w.r.t. ``root``) to every leaf that needs it."""
+    leaf_grads: dict[int, list] = {}
+    if root._ctx is None:
+        _add_leaf_grad(leaf_grads, root, grad_root)
+        _finish_leaves(leaf_grads)
+        return
+
+    start = root._ctx
+    grads: dict[Function, Any] = {}
+    owned: set[Function] = set()  # gradient buffers created here, safe to add into in place
+    if start.n_outputs == 1:
+        grads[start] = grad_root
+    else:
+        slots = [None] * start.n_outputs
+        slots[root._index] = grad_root
+        grads[start] = slots
+    heap = [(-start.seq, start)]
+    push, pop = heapq.heappush, heapq.heappop
+
+    while heap:
+        node = pop(heap)[1]
+        grad = grads.pop(node)
+        if node.freed:
+            raise RuntimeError(
+                f"Trying to backward through the graph a second time: the arrays that {node.name} saved "
+                "were freed by the first backward. Pass retain_graph=True to the first backward() if you "
+                "need to backward twice, or run the forward pass again."
+            )
+        if node.hooks:
+            grad = _run_node_hooks(node, grad)
+        if node.saved_versions:
+            _check_versions(node)
+        input_grads = node.backward(grad) if node.n_outputs == 1 else node.backward(*grad)
+        del grad
+        if _anomaly_enabled:
+            _anomaly_check_backward(node, input_grads)
+        if not retain_graph:
+            node.saved = None
+            node.freed = True
+        if type(input_grads) is not tuple:
+            input_grads = (input_grads,)
+
+        indices = node.parent_indices
+        for position, parent in enumerate(node.parents):
+            if parent is None:
+                continue
+            g = input_grads[position]
+            if g is None:
+                continue
+            shape = node.input_shapes[position]
+            if g.shape != shape:
+                g = unbroadcast(g, shape)
+            if type(parent) is Tensor:
+                _add_leaf_grad(leaf_grads, parent, g)
+                continue
+            pnode = parent
+            if pnode.n_outputs == 1:
+                existing = grads.get(pnode)
+                if existing is None:
+                    grads[pnode] = g
+                    push(heap, (-pnode.seq, pnode))
+                elif pnode in owned:
+                    existing += g
+                    grads[pnode] = existing
+                else:
+                    grads[pnode] = existing + g
+                    owned.add(pnode)
+            else:
+                slots = grads.get(pnode)
+                if slots is None:
+                    slots = grads[pnode] = [None] * pnode.n_outputs
+                    push(heap, (-pnode.seq, pnode))
+                index = indices[position] if indices else 0
+                slots[index] = g if slots[index] is None else slots[index] + g
+    _finish_leaves(leaf_grads)
+
+
+def _add_leaf_grad(leaf_grads: dict, leaf: Any, grad: Any) -> None:
+    entry = leaf_grads.get(id(leaf))
+    if entry is None:
+        leaf_grads[id(leaf)] = [leaf, grad, False]
+    elif entry[2]:
+        entry[1] += grad
+    else:
+        entry[1] = entry[1] + grad
+        entry[2] = True
+
+
+def _finish_leaves(leaf_grads: dict) -> None:
+    for leaf, grad, owned in leaf_grads.values():
+        if leaf._hooks:
+            for hook in leaf._hooks:
+                result = hook(Tensor._make(grad, False, None, 0))
+                if result is not None:
+                    grad, owned = _hook_result(result, grad), False
+        _accumulate_into(leaf, grad, owned)
+
+
+def _accumulate_into(t: Any, grad: Any, owned: bool) -> None:
+    """``t.grad += grad``, creating ``t.grad`` on first use; never aliases a buffer someone else holds."""
+    grad = backend.ensure_array(grad)
+    if grad.dtype != t._data.dtype:
+        grad = grad.astype(t._data.dtype)
+        owned = True
+    if t.grad is None:
+        t.grad = Tensor._make(grad if owned else grad.copy(), False, None, 0)
+    else:
+        t.grad._data += grad
+
+
+def _hook_result(result: Any, grad: Any) -> Any:
+    data = result._data if isinstance(result, Tensor) else result
+    if tuple(data.shape) != tuple(grad.shape):
+        raise RuntimeError(f"a hook returned a gradient of shape {tuple(data.shape)}, expected {grad.shape}")
+    return data
+
+
+def _run_node_hooks(node: Function, grad: Any) -> Any:
+    """Apply the hooks registered on the node's outputs (interior tensors) to their gradients."""
+    single = node.n_outputs == 1
+    slots = [grad] if single else list(grad)
+    for index, hook in node.hooks:
+        if slots[index] is None:
+            continue
+        result = hook(Tensor._make(slots[index], False, None, 0))
+        if result is not None:
+            slots[index] = _hook_result(result, slots[index])
+    return slots[0] if single else slots
+
+
+def _check_versions(node: Function) -> None:
+    record = node.saved_versions
+    for position in range(0, len(record), 2):
+        box, version = record[position], record[position + 1]
+        if box[0] != version:
+            raise RuntimeError(
+                f"a tensor that {node.name} saved for backward was modified in place after it was used "
+                f"(its version is now {box[0]}, expected {version}); the gradient would be wrong. "
+                "Use an out-of-place op (e.g. x = x * 2 instead of x.mul_(2)) or clone the tensor first."
+            )
+
+
+def _anomaly_check_backward(node: Function, input_grads: Any) -> None:
+    """Filled in by anomaly mode; see :func:`detect_anomaly`."""
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)

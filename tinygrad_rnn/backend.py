@@ -1,0 +1,335 @@
+"""Array backends: the only module that imports NumPy or CuPy.
+
+Every op reaches its arrays through ``xp``, the array module of the device the data lives on, so no
+op is written twice. CuPy is imported lazily and guarded: a machine without it (or without a GPU)
+runs everything on NumPy and gets a clear error only when it asks for ``"cuda"``.
+
+Devices are spelled as in PyTorch: ``"cpu"``, ``"cuda"`` (the current GPU) and ``"cuda:N"``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+_cupy: Any = None
+_cupy_error: str | None = None
+_cupy_tried = False
+
+NUMPY_ARRAY = np.ndarray
+CUDA_INSTALL_HINT = 'install CuPy for CUDA 12 with: pip install -e ".[cuda]"'
+
+
+def _load_cupy() -> Any:
+    """Import CuPy once; remember why it failed so the error can say what is missing."""
+    global _cupy, _cupy_error, _cupy_tried
+    if not _cupy_tried:
+        _cupy_tried = True
+        try:
+            import cupy
+
+            _cupy = cupy
+        except Exception as error:  # ImportError, or a broken CUDA installation
+            _cupy_error = f"{type(error).__name__}: {error}"
+    return _cupy
+
+
+def cuda_device_count() -> int:
+    """Number of CUDA devices CuPy can see; 0 without CuPy or without a GPU."""
+    cupy = _load_cupy()
+    if cupy is None:
+        return 0
+    try:
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:
+        return 0
+
+
+def cuda_is_available() -> bool:
+    """True when CuPy imports and at least one GPU is present."""
+    return cuda_device_count() > 0
+
+
+class Device:
+    """A place where arrays live: ``Device("cpu")``, ``Device("cuda")``, ``Device("cuda:1")``.
+
+    Compares equal to its string spelling, so ``tensor.device == "cpu"`` works as in PyTorch.
+    """
+
+    __slots__ = ("index", "type")
+
+    def __init__(self, spec: str | Device = "cpu", index: int | None = None) -> None:
+        if isinstance(spec, Device):
+            self.type, self.index = spec.type, spec.index
+            return
+        if not isinstance(spec, str):
+            raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', got {type(spec).__name__}")
+        kind, _, number = spec.strip().lower().partition(":")
+        if kind not in ("cpu", "cuda"):
+            raise ValueError(f"unknown device {spec!r}: expected 'cpu', 'cuda' or 'cuda:N'")
+        if number:
+            if not number.isdigit():
+                raise ValueError(f"unknown device {spec!r}: the index after ':' must be a number")
+            if index is not None and index != int(number):
+                raise ValueError(f"device {spec!r} contradicts index={index}")
+            index = int(number)
+        if kind == "cpu":
+            if index not in (None, 0):
+                raise ValueError(f"device 'cpu' has no index {index}")
+            index = None
+        elif index is None:
+            index = 0
+        self.type, self.index = kind, index
+
+    def __str__(self) -> str:
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self) -> str:
+        return f"device(type='{self.type}'" + ("" if self.index is None else f", index={self.index}") + ")"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            try:
+                other = Device(other)
+            except (TypeError, ValueError):
+                return False
+        return isinstance(other, Device) and self.type == other.type and self.index == other.index
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.index))
+
+
+CPU = Device("cpu")
+
+
+def device(spec: str | Device | None) -> Device:
+    """Parse a device spelling; ``None`` gives the default device."""
+    if spec is None:
+        return get_default_device()
+    if isinstance(spec, Device):
+        return spec
+    return Device(spec)
+
+
+def require_cuda(dev: Device) -> Any:
+    """Return CuPy for a CUDA device, or raise an error that says exactly what is missing."""
+    cupy = _load_cupy()
+    if cupy is None:
+        raise RuntimeError(
+            f"device {dev} was requested but CuPy is not installed or failed to import "
+            f"({_cupy_error}); {CUDA_INSTALL_HINT}"
+        )
+    count = cuda_device_count()
+    if count == 0:
+        raise RuntimeError(f"device {dev} was requested but CuPy found no CUDA GPU on this machine")
+    if dev.index is not None and dev.index >= count:
+        raise RuntimeError(f"device {dev} was requested but only {count} CUDA device(s) exist")
+    return cupy
+
+
+def xp_for(dev: Device) -> Any:
+    """The array module (``numpy`` or ``cupy``) that holds arrays on ``dev``."""
+    if dev.type == "cpu":
+        return np
+    return require_cuda(dev)
+
+
+def get_array_module(array: Any) -> Any:
+    """The array module of an existing array, without importing CuPy for NumPy data."""
+    if isinstance(array, np.ndarray | np.generic):
+        return np
+    cupy = _load_cupy()
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        return cupy
+    return np
+
+
+def device_of(array: Any) -> Device:
+    """The device an array lives on."""
+    if isinstance(array, np.ndarray | np.generic):
+        return CPU
+    return Device("cuda", int(array.device.id))
+
+
+def is_array(value: Any) -> bool:
+    """True for NumPy arrays and NumPy scalars, and for CuPy arrays when CuPy is loaded."""
+    if isinstance(value, np.ndarray | np.generic):
+        return True
+    return _cupy is not None and isinstance(value, _cupy.ndarray)
+
+
+def ensure_array(value: Any) -> Any:
+    """Turn a NumPy scalar (what NumPy returns for 0-d results) into a 0-d array; arrays pass through."""
+    if isinstance(value, np.generic):
+        return np.asarray(value)
+    return value
+
+
+def to_device(array: Any, dev: Device) -> Any:
+    """Move (or keep) an array on ``dev``; a no-op when it is already there."""
+    if dev.type == "cpu":
+        if isinstance(array, np.ndarray):
+            return array
+        if _cupy is not None and isinstance(array, _cupy.ndarray):
+            return _cupy.asnumpy(array)
+        return np.asarray(array)
+    cupy = require_cuda(dev)
+    with cupy.cuda.Device(dev.index):
+        return cupy.asarray(array)
+
+
+def to_numpy(array: Any) -> Any:
+    """A host (NumPy) copy or view of any backend array."""
+    return to_device(array, CPU)
+
+
+def scatter_add(target: Any, indices: Any, values: Any) -> None:
+    """``target[indices] += values`` with repeated indices accumulated (unbuffered), in place."""
+    if isinstance(target, np.ndarray):
+        np.add.at(target, indices, values)
+    else:
+        import cupyx
+
+        cupyx.scatter_add(target, indices, values)
+
+
+# ---- dtypes ---------------------------------------------------------------------------------------
+
+float16, float32, float64 = np.dtype("float16"), np.dtype("float32"), np.dtype("float64")
+int32, int64, bool_ = np.dtype("int32"), np.dtype("int64"), np.dtype("bool")
+_default_dtype = float32
+
+
+def as_dtype(dtype: Any) -> Any:
+    """Normalise a dtype spelling (``"float32"``, ``np.float64``, ``tg.float64``) to a NumPy dtype."""
+    try:
+        return np.dtype(dtype)
+    except TypeError as error:
+        raise TypeError(f"not a dtype: {dtype!r}") from error
+
+
+def is_floating(dtype: Any) -> bool:
+    return np.dtype(dtype).kind == "f"
+
+
+def get_default_dtype() -> Any:
+    return _default_dtype
+
+
+def set_default_dtype(dtype: Any) -> None:
+    """Set the dtype given to Python numbers, lists and factories (float32 unless changed)."""
+    global _default_dtype
+    dtype = as_dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"the default dtype must be a floating dtype, got {dtype}")
+    _default_dtype = dtype
+
+
+def _default_device_from_environment() -> Device:
+    spec = os.environ.get("TINYGRAD_RNN_DEVICE", "cpu")
+    try:
+        return Device(spec)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"TINYGRAD_RNN_DEVICE={spec!r} is not a device: {error}") from None
+
+
+_default_device: Device | None = None
+
+
+def get_default_device() -> Device:
+    """The device factories use when none is given: ``TINYGRAD_RNN_DEVICE`` or ``"cpu"``."""
+    global _default_device
+    if _default_device is None:
+        _default_device = _default_device_from_environment()
+    return _default_device
+
+
+def set_default_device(spec: str | Device) -> None:
+    global _default_device
+    _default_device = Device(spec)
+
+
+def as_array(data: Any, dtype: Any, dev: Device, copy: bool) -> Any:
+    """Build a backend array on ``dev`` from Python data or any array, applying the default-dtype rule.
+
+    Floating arrays keep their dtype; Python floats and lists of them get the default dtype; integers
+    become int64 and booleans bool, as in PyTorch.
+    """
+    xp = xp_for(dev)
+    if is_array(data):
+        array = data
+        if dtype is None and array.dtype.kind not in "fiub":
+            raise TypeError(f"unsupported array dtype {array.dtype}")
+    else:
+        array = np.asarray(data)
+        if array.dtype.kind == "O":
+            raise TypeError(f"cannot build a tensor from {type(data).__name__} holding non-numbers")
+        if dtype is None:
+            if array.dtype.kind == "f" or array.dtype.kind == "c":
+                dtype = _default_dtype
+            elif array.dtype.kind in "iu":
+                dtype = int64
+        copy = False if dtype is not None else copy
+    if dtype is not None:
+        dtype = as_dtype(dtype)
+    if dev.type == "cpu":
+        array = to_device(array, CPU)
+        return np.array(array, dtype=dtype, copy=True) if copy else np.asarray(array, dtype=dtype)
+    with xp.cuda.Device(dev.index):
+        return xp.array(array, dtype=dtype, copy=True) if copy else xp.asarray(array, dtype=dtype)
+
+
+# ---- random numbers --------------------------------------------------------------------------------
+
+_seed: int | None = None
+_generators: dict[Device, Any] = {}
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generators of every device, so runs are reproducible."""
+    global _seed
+    _seed = int(seed)
+    _generators.clear()
+
+
+def generator(dev: Device) -> Any:
+    """The random generator for ``dev``: ``numpy.random.Generator`` or ``cupy.random.Generator``."""
+    gen = _generators.get(dev)
+    if gen is None:
+        # Each device gets its own stream derived from the one seed, so moving a model
+        # between devices does not shift the CPU's stream.
+        seed = None if _seed is None else _seed + (0 if dev.type == "cpu" else 1 + (dev.index or 0))
+        if dev.type == "cpu":
+            gen = np.random.default_rng(seed)
+        else:
+            cupy = require_cuda(dev)
+            with cupy.cuda.Device(dev.index):
+                gen = cupy.random.default_rng(seed)
+        _generators[dev] = gen
+    return gen
+
+
+def random_normal(shape: tuple[int, ...], dtype: Any, dev: Device) -> Any:
+    gen = generator(dev)
+    if dev.type == "cpu":
+        return gen.standard_normal(shape, dtype=dtype if dtype in (float32, float64) else float64).astype(
+            dtype, copy=False
+        )
+    return gen.standard_normal(shape, dtype=dtype)
+
+
+def random_uniform(shape: tuple[int, ...], dtype: Any, dev: Device) -> Any:
+    """Uniform numbers in [0, 1)."""
+    gen = generator(dev)
+    if dev.type == "cpu":
+        return gen.random(shape, dtype=dtype if dtype in (float32, float64) else float64).astype(
+            dtype, copy=False
+        )
+    return gen.random(shape, dtype=dtype)
+
+
+def random_integers(low: int, high: int, shape: tuple[int, ...], dev: Device) -> Any:
+    gen = generator(dev)
+    return gen.integers(low, high, size=shape, dtype=int64)

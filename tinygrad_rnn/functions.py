@@ -1,0 +1,260 @@
+"""Module-level functions: tensor factories and the functional forms of Tensor methods
+(``tg.zeros``, ``tg.randn``, ``tg.cat``, ``tg.where``, ``tg.exp``, ...), as PyTorch spells them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from . import backend, ops
+from .tensor import Number, Tensor, _dim, _shape_arg
+
+
+def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor holding a copy of ``data`` (see :class:`Tensor`)."""
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def from_numpy(array: Any) -> Tensor:
+    """A tensor that shares memory with a NumPy array."""
+    return Tensor._make(array, False, None, 0)
+
+
+def _factory(array: Any, requires_grad: bool) -> Tensor:
+    t = Tensor._make(array, False, None, 0)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def _factory_args(size: tuple, dtype: Any, device: Any) -> tuple:
+    shape = _shape_arg(size)
+    if any(not isinstance(n, int) or n < 0 for n in shape):
+        raise ValueError(f"sizes must be non-negative ints, got {shape}")
+    dtype = backend.get_default_dtype() if dtype is None else backend.as_dtype(dtype)
+    dev = backend.device(device)
+    return shape, dtype, dev, backend.xp_for(dev)
+
+
+def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    shape, dtype, dev, xp = _factory_args(size, dtype, device)
+    return _factory(_on(dev, lambda: xp.zeros(shape, dtype=dtype)), requires_grad)
+
+
+def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    shape, dtype, dev, xp = _factory_args(size, dtype, device)
+    return _factory(_on(dev, lambda: xp.ones(shape, dtype=dtype)), requires_grad)
+
+
+def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full(
+    size: Any, fill_value: Number, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    if dtype is None and isinstance(fill_value, int) and not isinstance(fill_value, bool):
+        dtype = backend.int64
+    shape, dtype, dev, xp = _factory_args((size,) if isinstance(size, int) else tuple(size), dtype, device)
+    return _factory(_on(dev, lambda: xp.full(shape, fill_value, dtype=dtype)), requires_grad)
+
+
+def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the device's seeded generator (``tg.manual_seed``)."""
+    shape, dtype, dev, _ = _factory_args(size, dtype, device)
+    return _factory(backend.random_normal(shape, dtype, dev), requires_grad)
+
+
+def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1) from the device's seeded generator."""
+    shape, dtype, dev, _ = _factory_args(size, dtype, device)
+    return _factory(backend.random_uniform(shape, dtype, dev), requires_grad)
+
+
+def randint(low: int, high: int | None = None, size: Sequence[int] = (), device: Any = None) -> Tensor:
+    if high is None:
+        low, high = 0, low
+    shape, _, dev, _ = _factory_args(tuple(size), None, device)
+    return Tensor._make(backend.random_integers(low, high, shape, dev), False, None, 0)
+
+
+def arange(
+    start: Number,
+    end: Number | None = None,
+    step: Number = 1,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        dtype = backend.int64 if all(isinstance(v, int) for v in (start, end, step)) else None
+    _, dtype, dev, xp = _factory_args((), dtype, device)
+    return _factory(_on(dev, lambda: xp.arange(start, end, step, dtype=dtype)), requires_grad)
+
+
+def eye(n: int, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    _, dtype, dev, xp = _factory_args((n,), dtype, device)
+    return _factory(_on(dev, lambda: xp.eye(n, dtype=dtype)), requires_grad)
+
+
+def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return zeros(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return ones(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def full_like(t: Tensor, fill_value: Number, dtype: Any = None, device: Any = None) -> Tensor:
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device)
+
+
+def randn_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
+    return randn(*t.shape, dtype=dtype or t.dtype, device=device or t.device)
+
+
+def _on(dev: backend.Device, make: Callable[[], Any]) -> Any:
+    """Create an array with the right GPU current (CuPy allocates on the current device)."""
+    if dev.type == "cpu":
+        return make()
+    with backend.xp_for(dev).cuda.Device(dev.index):
+        return make()
+
+
+def _tensors(name: str, tensors: Iterable[Tensor]) -> list[Tensor]:
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{name}: expected a non-empty sequence of tensors")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: element {i} is a {type(t).__name__}, not a Tensor")
+    return tensors
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors along an existing axis ``dim``; all other sizes must match."""
+    tensors = _tensors("cat", tensors)
+    first = tensors[0].shape
+    axis = _dim(dim, len(first), "cat", first)
+    for t in tensors:
+        if t.ndim != len(first) or any(a != b for i, (a, b) in enumerate(zip(t.shape, first)) if i != axis):
+            shapes = [x.shape for x in tensors]
+            raise ValueError(f"cat: sizes must match except in dim {dim}, got shapes {shapes}")
+    return ops.Cat.apply(*tensors, dim=axis)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors of one shape along a new axis ``dim``."""
+    tensors = _tensors("stack", tensors)
+    first = tensors[0].shape
+    for t in tensors:
+        if t.shape != first:
+            raise ValueError(f"stack: all tensors must have the same shape, got {[x.shape for x in tensors]}")
+    axis = _dim(dim, len(first) + 1, "stack", first)
+    return ops.Stack.apply(*tensors, dim=axis)
+
+
+def where(condition: Any, input: Any, other: Any) -> Tensor:
+    """``input`` where ``condition`` is true, else ``other`` (broadcasting)."""
+    condition = condition if isinstance(condition, Tensor) else Tensor(condition)
+    if condition.dtype.kind != "b":
+        condition = condition != 0
+    base = input if isinstance(input, Tensor) else other if isinstance(other, Tensor) else Tensor(input)
+    return ops.Where.apply(condition, base._operand(input), base._operand(other))
+
+
+def _unary(name: str) -> Callable[[Tensor], Tensor]:
+    def function(t: Tensor) -> Tensor:
+        return getattr(t, name)()
+
+    function.__name__ = name
+    function.__doc__ = f"``t.{name}()`` as a function."
+    return function
+
+
+exp, log, tanh, sigmoid, relu, sqrt, abs = (
+    _unary(n) for n in ("exp", "log", "tanh", "sigmoid", "relu", "sqrt", "abs")
+)
+
+
+def maximum(a: Tensor, b: Any) -> Tensor:
+    return a.maximum(b)
+
+
+def minimum(a: Tensor, b: Any) -> Tensor:
+    return a.minimum(b)
+
+
+def clamp(t: Tensor, min: Number | None = None, max: Number | None = None) -> Tensor:
+    return t.clamp(min, max)
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    return a @ b
+
+
+def logsumexp(t: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
+    return t.logsumexp(dim, keepdim)
+
+
+def softmax(t: Tensor, dim: int) -> Tensor:
+    return t.softmax(dim)
+
+
+def log_softmax(t: Tensor, dim: int) -> Tensor:
+    return t.log_softmax(dim)
+
+
+def split(t: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    return t.split(split_size_or_sections, dim)
+
+
+def chunk(t: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    return t.chunk(chunks, dim)
+
+
+def unbind(t: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
+    return t.unbind(dim)
+
+
+def gather(t: Tensor, dim: int, index: Tensor) -> Tensor:
+    return t.gather(dim, index)
+
+
+def dropout(t: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (identity when not training)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: probability p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return t
+    if p == 1.0:
+        return t * 0.0
+    return ops.Dropout.apply(t, p=p)
+
+
+def flatten(t: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    return t.flatten(start_dim, end_dim)
+
+
+def reshape(t: Tensor, *shape: Any) -> Tensor:
+    return t.reshape(*shape)
+
+
+def transpose(t: Tensor, dim0: int, dim1: int) -> Tensor:
+    return t.transpose(dim0, dim1)
+
+
+def permute(t: Tensor, *dims: Any) -> Tensor:
+    return t.permute(*dims)
+
+
+def squeeze(t: Tensor, dim: int | None = None) -> Tensor:
+    return t.squeeze(dim)
+
+
+def unsqueeze(t: Tensor, dim: int) -> Tensor:
+    return t.unsqueeze(dim)
+
+
+def is_tensor(value: Any) -> bool:
+    return isinstance(value, Tensor)

@@ -1,0 +1,621 @@
+"""Every differentiable op, one ``Function`` subclass each, forward and backward side by side.
+
+Both work on raw backend arrays; ``xp`` is NumPy or CuPy, found from the arrays themselves, so the
+same code runs on either. ``g`` is always the gradient of the loss with respect to the op's output.
+Gradients may be returned in a broadcast shape: the tape reduces them (``autograd.unbroadcast``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import backend
+from .autograd import Function
+
+xp_of = backend.get_array_module
+
+
+# ---- elementwise, two operands ------------------------------------------------------------------------
+
+
+class Add(Function):
+    """out = a + b;  da = g, db = g."""
+
+    def forward(ctx, a, b):
+        return a + b
+
+    def backward(ctx, g):
+        return g, g
+
+
+class Sub(Function):
+    """out = a - b;  da = g, db = -g."""
+
+    def forward(ctx, a, b):
+        return a - b
+
+    def backward(ctx, g):
+        return g, (-g if ctx.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    """out = a * b;  da = g * b, db = g * a."""
+
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    def backward(ctx, g):
+        a, b = ctx.saved
+        return (g * b if ctx.needs_input_grad[0] else None), (g * a if ctx.needs_input_grad[1] else None)
+
+
+class Div(Function):
+    """out = a / b;  da = g / b, db = -g * a / b**2 = -g * out / b."""
+
+    def forward(ctx, a, b):
+        out = a / b
+        ctx.save_for_backward(b, out)
+        return out
+
+    def backward(ctx, g):
+        b, out = ctx.saved
+        da = g / b if ctx.needs_input_grad[0] else None
+        db = -g * out / b if ctx.needs_input_grad[1] else None
+        return da, db
+
+
+class Pow(Function):
+    """out = a ** b (both tensors);  da = g * b * a**(b-1),  db = g * out * log(a) (0 where a <= 0)."""
+
+    def forward(ctx, a, b):
+        out = a**b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    def backward(ctx, g):
+        a, b, out = ctx.saved
+        xp = xp_of(a)
+        da = g * b * a ** (b - 1) if ctx.needs_input_grad[0] else None
+        db = None
+        if ctx.needs_input_grad[1]:
+            positive = a > 0
+            db = g * out * xp.log(xp.where(positive, a, 1)) * positive
+        return da, db
+
+
+class PowConstant(Function):
+    """out = x ** c for a Python number c;  dx = g * c * x**(c-1)."""
+
+    def forward(ctx, x, exponent):
+        ctx.exponent = exponent
+        ctx.save_for_backward(x)
+        return x**exponent
+
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        c = ctx.exponent
+        if c == 2:
+            return g * (2 * x)
+        return g * (c * x ** (c - 1))
+
+
+class Maximum(Function):
+    """out = max(a, b) elementwise;  the gradient goes to the larger operand, half to each on a tie."""
+
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return xp_of(a).maximum(a, b)
+
+    def backward(ctx, g):
+        a, b = ctx.saved
+        share = (a > b) + 0.5 * (a == b)
+        return g * share.astype(g.dtype, copy=False), g * (1 - share).astype(g.dtype, copy=False)
+
+
+class Minimum(Function):
+    """out = min(a, b) elementwise;  the gradient goes to the smaller operand, half to each on a tie."""
+
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return xp_of(a).minimum(a, b)
+
+    def backward(ctx, g):
+        a, b = ctx.saved
+        share = (a < b) + 0.5 * (a == b)
+        return g * share.astype(g.dtype, copy=False), g * (1 - share).astype(g.dtype, copy=False)
+
+
+class Where(Function):
+    """out = a where condition else b;  da = g * condition, db = g * (not condition)."""
+
+    def forward(ctx, condition, a, b):
+        ctx.save_for_backward(condition)
+        return xp_of(a).where(condition, a, b)
+
+    def backward(ctx, g):
+        (condition,) = ctx.saved
+        zero = g.dtype.type(0)
+        xp = xp_of(g)
+        da = xp.where(condition, g, zero) if ctx.needs_input_grad[1] else None
+        db = xp.where(condition, zero, g) if ctx.needs_input_grad[2] else None
+        return None, da, db
+
+
+# ---- elementwise, one operand --------------------------------------------------------------------------
+
+
+class Neg(Function):
+    """out = -x;  dx = -g."""
+
+    def forward(ctx, x):
+        return -x
+
+    def backward(ctx, g):
+        return -g
+
+
+class Exp(Function):
+    """out = exp(x);  dx = g * out."""
+
+    def forward(ctx, x):
+        out = xp_of(x).exp(x)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, g):
+        return g * ctx.saved[0]
+
+
+class Log(Function):
+    """out = log(x);  dx = g / x."""
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).log(x)
+
+    def backward(ctx, g):
+        return g / ctx.saved[0]
+
+
+class Tanh(Function):
+    """out = tanh(x);  dx = g * (1 - out**2)."""
+
+    def forward(ctx, x):
+        out = xp_of(x).tanh(x)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, g):
+        out = ctx.saved[0]
+        return g * (1 - out * out)
+
+
+def stable_sigmoid(x: Any) -> Any:
+    """σ(x) = 1 / (1 + e^{-x}) without overflow: with e = exp(-|x|), σ = 1/(1+e) for x >= 0, e/(1+e) else."""
+    xp = xp_of(x)
+    e = xp.exp(-xp.abs(x))
+    r = 1 / (1 + e)
+    return xp.where(x >= 0, r, e * r)
+
+
+class Sigmoid(Function):
+    """out = σ(x) = 1 / (1 + exp(-x)), computed without overflow;  dx = g * out * (1 - out)."""
+
+    def forward(ctx, x):
+        out = stable_sigmoid(x)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, g):
+        out = ctx.saved[0]
+        return g * out * (1 - out)
+
+
+class Relu(Function):
+    """out = max(x, 0);  dx = g where x > 0, else 0."""
+
+    def forward(ctx, x):
+        out = xp_of(x).maximum(x, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, g):
+        return g * (ctx.saved[0] > 0)
+
+
+class Sqrt(Function):
+    """out = sqrt(x);  dx = g / (2 out)."""
+
+    def forward(ctx, x):
+        out = xp_of(x).sqrt(x)
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, g):
+        return g / (2 * ctx.saved[0])
+
+
+class Abs(Function):
+    """out = |x|;  dx = g * sign(x) (0 at 0)."""
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).abs(x)
+
+    def backward(ctx, g):
+        return g * xp_of(g).sign(ctx.saved[0])
+
+
+class Clamp(Function):
+    """out = min(max(x, low), high);  dx = g where low <= x <= high, else 0."""
+
+    def forward(ctx, x, low=None, high=None):
+        ctx.save_for_backward(x)
+        ctx.low, ctx.high = low, high
+        return xp_of(x).clip(x, low, high)
+
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        inside = True
+        if ctx.low is not None:
+            inside = x >= ctx.low
+        if ctx.high is not None:
+            inside = inside & (x <= ctx.high)
+        return g * inside
+
+
+class Cast(Function):
+    """out = x converted to ``dtype``;  dx = g converted back to x's dtype."""
+
+    def forward(ctx, x, dtype):
+        ctx.input_dtype = x.dtype
+        return x.astype(dtype)
+
+    def backward(ctx, g):
+        return g.astype(ctx.input_dtype)
+
+
+class Copy(Function):
+    """out = a copy of x (``clone``);  dx = g."""
+
+    def forward(ctx, x):
+        return x.copy()
+
+    def backward(ctx, g):
+        return g
+
+
+class ToDevice(Function):
+    """out = x moved to another device;  dx = g moved back."""
+
+    def forward(ctx, x, device):
+        ctx.source = backend.device_of(x)
+        return backend.to_device(x, device)
+
+    def backward(ctx, g):
+        return backend.to_device(g, ctx.source)
+
+
+# ---- matrix product ------------------------------------------------------------------------------------
+
+
+class MatMul(Function):
+    """out = a @ b (1-D, 2-D or batched with broadcasting, as ``numpy.matmul``).
+
+    With both promoted to matrices (a vector a becomes a row, a vector b a column):
+    da = g @ bᵀ, db = aᵀ @ g, then reduced over broadcast batch axes and reshaped back.
+    """
+
+    def forward(ctx, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError("MatMul: both operands must have at least one dimension")
+        ctx.save_for_backward(a, b)
+        return a @ b
+
+    def backward(ctx, g):
+        a, b = ctx.saved
+        xp = xp_of(g)
+        if a.ndim == 1 and b.ndim == 1:
+            return g * b, g * a
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = xp.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = xp.expand_dims(g2, -1)
+        da = db = None
+        if ctx.needs_input_grad[0]:
+            da = g2 @ xp.swapaxes(b2, -1, -2)
+            if a.ndim == 1:
+                da = da.reshape(-1, a.shape[0]).sum(axis=0)
+        if ctx.needs_input_grad[1]:
+            if b2.ndim == 2 and a2.ndim > 2:
+                # Fold the batch axes into the rows: one large product instead of a batch of small
+                # ones followed by a sum (the shape of a hoisted input projection).
+                db = a2.reshape(-1, a2.shape[-1]).T @ g2.reshape(-1, g2.shape[-1])
+            else:
+                db = xp.swapaxes(a2, -1, -2) @ g2
+            if b.ndim == 1:
+                db = db.reshape(-1, b.shape[0]).sum(axis=0) if db.ndim > 2 else db[:, 0]
+        return da, db
+
+
+# ---- reductions --------------------------------------------------------------------------------------
+
+
+def _expand_reduced(g: Any, shape: tuple, dims: tuple, keepdim: bool) -> Any:
+    """Bring a reduced gradient back to the input's rank so that it broadcasts against it."""
+    if not keepdim and dims:
+        g = g.reshape(tuple(1 if i in dims else n for i, n in enumerate(shape)))
+    return g
+
+
+class Sum(Function):
+    """out = Σ x over ``dims``;  dx = g broadcast back over the summed axes."""
+
+    def forward(ctx, x, dims, keepdim):
+        ctx.dims, ctx.keepdim, ctx.shape = dims, keepdim, x.shape
+        return x.sum(axis=dims, keepdims=keepdim)
+
+    def backward(ctx, g):
+        g = _expand_reduced(g, ctx.shape, ctx.dims, ctx.keepdim)
+        return xp_of(g).broadcast_to(g, ctx.shape)
+
+
+class Mean(Function):
+    """out = (1/n) Σ x over ``dims``;  dx = g / n broadcast back."""
+
+    def forward(ctx, x, dims, keepdim):
+        ctx.dims, ctx.keepdim, ctx.shape = dims, keepdim, x.shape
+        out = x.mean(axis=dims, keepdims=keepdim)
+        ctx.count = max(x.size // max(out.size, 1), 1) if x.size else 1
+        return out
+
+    def backward(ctx, g):
+        g = _expand_reduced(g, ctx.shape, ctx.dims, ctx.keepdim) / g.dtype.type(ctx.count)
+        return xp_of(g).broadcast_to(g, ctx.shape)
+
+
+class Amax(Function):
+    """out = max of x over ``dims``;  dx = g shared evenly among the elements equal to the maximum."""
+
+    def forward(ctx, x, dims, keepdim):
+        ctx.dims, ctx.keepdim = dims, keepdim
+        out = x.max(axis=dims, keepdims=True)
+        ctx.save_for_backward(x, out)
+        return out if keepdim else out.reshape(tuple(n for i, n in enumerate(x.shape) if i not in dims))
+
+    def backward(ctx, g):
+        x, out = ctx.saved
+        winners = (x == out).astype(g.dtype)
+        winners /= winners.sum(axis=ctx.dims, keepdims=True)
+        return _expand_reduced(g, x.shape, ctx.dims, ctx.keepdim) * winners
+
+
+class LogSumExp(Function):
+    """out = log Σ exp(x) over ``dims``, computed as m + log Σ exp(x - m) with m the maximum;
+    dx = g * exp(x - out) (the softmax of x)."""
+
+    def forward(ctx, x, dims, keepdim):
+        xp = xp_of(x)
+        m = x.max(axis=dims, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0)
+        out = xp.log(xp.exp(x - m).sum(axis=dims, keepdims=True)) + m
+        ctx.dims, ctx.keepdim = dims, keepdim
+        ctx.save_for_backward(x, out)
+        return out if keepdim else out.reshape(tuple(n for i, n in enumerate(x.shape) if i not in dims))
+
+    def backward(ctx, g):
+        x, out = ctx.saved
+        return _expand_reduced(g, x.shape, ctx.dims, ctx.keepdim) * xp_of(x).exp(x - out)
+
+
+class Softmax(Function):
+    """out = exp(x - max) / Σ exp(x - max) along ``dim``;  dx = out * (g - Σ g*out)."""
+
+    def forward(ctx, x, dim):
+        xp = xp_of(x)
+        e = xp.exp(x - x.max(axis=dim, keepdims=True))
+        out = e / e.sum(axis=dim, keepdims=True)
+        ctx.dim = dim
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, g):
+        out = ctx.saved[0]
+        return out * (g - (g * out).sum(axis=ctx.dim, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """out = x - logsumexp(x) along ``dim`` (finite for logits of any size);  dx = g - softmax(x) Σ g."""
+
+    def forward(ctx, x, dim):
+        xp = xp_of(x)
+        shifted = x - x.max(axis=dim, keepdims=True)
+        out = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.dim = dim
+        ctx.save_for_backward(out)
+        return out
+
+    def backward(ctx, g):
+        out = ctx.saved[0]
+        return g - xp_of(g).exp(out) * g.sum(axis=ctx.dim, keepdims=True)
+
+
+# ---- movement ----------------------------------------------------------------------------------------
+
+
+class Reshape(Function):
+    """out = x with a new shape (same elements, row-major order);  dx = g reshaped back."""
+
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        return x.reshape(shape)
+
+    def backward(ctx, g):
+        return g.reshape(ctx.shape)
+
+
+class Permute(Function):
+    """out = x with its axes reordered by ``dims``;  dx = g with the inverse permutation."""
+
+    def forward(ctx, x, dims):
+        ctx.inverse = tuple(sorted(range(len(dims)), key=dims.__getitem__))
+        return x.transpose(dims)
+
+    def backward(ctx, g):
+        return g.transpose(ctx.inverse)
+
+
+class Expand(Function):
+    """out = x broadcast to ``shape`` (a view, no copy);  dx = g summed over the stretched axes,
+    which the tape's unbroadcast does."""
+
+    def forward(ctx, x, shape):
+        return xp_of(x).broadcast_to(x, shape)
+
+    def backward(ctx, g):
+        return g
+
+
+def _basic_index(index: Any) -> bool:
+    """True when ``index`` selects without integer or boolean arrays (so no element repeats)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, int | slice) for i in items)
+
+
+class GetItem(Function):
+    """out = x[index];  dx = zeros with g added at the selected positions (repeats accumulate)."""
+
+    def forward(ctx, x, index):
+        ctx.index, ctx.shape, ctx.dtype = index, x.shape, x.dtype
+        return x[index]
+
+    def backward(ctx, g):
+        grad = xp_of(g).zeros(ctx.shape, dtype=g.dtype)
+        if _basic_index(ctx.index):
+            grad[ctx.index] = g
+        else:
+            backend.scatter_add(grad, ctx.index, g)
+        return grad
+
+
+class Gather(Function):
+    """out[..., i, ...] = x[..., index[..., i, ...], ...] along ``dim`` (``torch.gather``);
+    dx = zeros with g scattered back to the gathered positions (repeats accumulate)."""
+
+    def forward(ctx, x, index, dim):
+        xp = xp_of(x)
+        ctx.dim, ctx.shape = dim, x.shape
+        ctx.save_for_backward(index)
+        return xp.take_along_axis(x, index, axis=dim)
+
+    def backward(ctx, g):
+        (index,) = ctx.saved
+        xp = xp_of(g)
+        grad = xp.zeros(ctx.shape, dtype=g.dtype)
+        positions = list(xp.indices(index.shape, sparse=True))
+        positions[ctx.dim] = index
+        backend.scatter_add(grad, tuple(positions), g)
+        return None if not ctx.needs_input_grad[0] else grad, None
+
+    # ``index`` is passed as a non-differentiable Tensor, so the tape expects two gradients.
+
+
+class Cat(Function):
+    """out = the inputs joined along ``dim``;  each input's gradient is its slice of g."""
+
+    def forward(ctx, *arrays, dim):
+        ctx.dim = dim
+        ctx.bounds = []
+        start = 0
+        for a in arrays:
+            ctx.bounds.append((start, start + a.shape[dim]))
+            start += a.shape[dim]
+        return xp_of(arrays[0]).concatenate(arrays, axis=dim)
+
+    def backward(ctx, g):
+        prefix = (slice(None),) * (ctx.dim % g.ndim)
+        return tuple(
+            g[(*prefix, slice(lo, hi))] if need else None
+            for (lo, hi), need in zip(ctx.bounds, ctx.needs_input_grad)
+        )
+
+
+class Stack(Function):
+    """out = the inputs stacked along a new axis ``dim``;  input i's gradient is g's slice i there."""
+
+    def forward(ctx, *arrays, dim):
+        ctx.dim = dim
+        return xp_of(arrays[0]).stack(arrays, axis=dim)
+
+    def backward(ctx, g):
+        prefix = (slice(None),) * ctx.dim
+        return tuple(g[(*prefix, i)] if need else None for i, need in enumerate(ctx.needs_input_grad))
+
+
+class Split(Function):
+    """outs = x cut into consecutive pieces of the given sizes along ``dim`` (``split``, ``chunk``).
+
+    The backward pass writes every piece's gradient into one buffer of x's shape (pieces that got no
+    gradient stay zero), so splitting a sequence into T steps costs O(T), not O(T²).
+    """
+
+    def forward(ctx, x, sizes, dim):
+        ctx.dim, ctx.shape = dim, x.shape
+        prefix = (slice(None),) * dim
+        ctx.slices = []
+        start = 0
+        for size in sizes:
+            ctx.slices.append((*prefix, slice(start, start + size)))
+            start += size
+        return tuple(x[s] for s in ctx.slices)
+
+    def backward(ctx, *grads):
+        grad = xp_of(next(g for g in grads if g is not None)).zeros(ctx.shape, dtype=_dtype_of(grads))
+        for s, g in zip(ctx.slices, grads):
+            if g is not None:
+                grad[s] = g
+        return grad
+
+
+class Unbind(Function):
+    """outs = the slices of x along ``dim`` (that axis removed);  one gradient buffer, as in Split."""
+
+    def forward(ctx, x, dim):
+        ctx.dim, ctx.shape = dim, x.shape
+        xp = xp_of(x)
+        moved = xp.moveaxis(x, dim, 0) if dim else x
+        return tuple(moved[i] for i in range(x.shape[dim]))
+
+    def backward(ctx, *grads):
+        xp = xp_of(next(g for g in grads if g is not None))
+        grad = xp.zeros(ctx.shape, dtype=_dtype_of(grads))
+        moved = xp.moveaxis(grad, ctx.dim, 0) if ctx.dim else grad
+        for i, g in enumerate(grads):
+            if g is not None:
+                moved[i] = g
+        return grad
+
+
+def _dtype_of(grads: tuple) -> Any:
+    return next(g for g in grads if g is not None).dtype
+
+
+# ---- random --------------------------------------------------------------------------------------------
+
+
+class Dropout(Function):
+    """out = x * mask / (1 - p) with mask ~ Bernoulli(1 - p) (inverted dropout);  dx = g * mask / (1 - p)."""
+
+    def forward(ctx, x, p):
+        dev = backend.device_of(x)
+        keep = backend.random_uniform(x.shape, x.dtype, dev) >= p
+        mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    def backward(ctx, g):
+        return g * ctx.saved[0]

@@ -1,0 +1,861 @@
+"""``Tensor``: an array on a device, its gradient, and the node of the tape that produced it.
+
+Every differentiable method calls one ``Function`` from ``ops.py``; the arguments are checked here,
+at the public call, so a wrong shape or ``dim`` is reported with the op's name and the shapes,
+never as a traceback from inside NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import autograd, backend, ops
+from .autograd import Function
+
+Number = int | float
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+
+class Tensor:
+    """A multi-dimensional array that records the ops applied to it, for reverse-mode autodiff.
+
+    ``Tensor(data, dtype=None, device=None, requires_grad=False)`` copies ``data`` (a number, a
+    nested list, a NumPy or CuPy array, or a Tensor). Floating arrays keep their dtype; Python
+    floats get the default dtype (float32); integers become int64. Only floating tensors can
+    require gradients.
+    """
+
+    __slots__ = ("__weakref__", "_ctx", "_data", "_hooks", "_index", "_version", "grad", "requires_grad")
+    # Make ``ndarray * tensor`` call Tensor.__rmul__ instead of NumPy's elementwise loop.
+    __array_priority__ = 1000
+
+    def __init__(self, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> None:
+        if isinstance(data, Tensor):
+            data = data._data
+        if device is None:
+            dev = backend.device_of(data) if backend.is_array(data) else backend.get_default_device()
+        else:
+            dev = backend.device(device)
+        self._data = backend.as_array(data, dtype, dev, copy=True)
+        self._ctx: Function | None = None
+        self._index = 0
+        self._version: Any = None  # in-place version counter, created when first needed
+        self._hooks: list | None = None
+        self.grad: Tensor | None = None
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @staticmethod
+    def _make(data: Any, requires_grad: bool, ctx: Function | None, index: int) -> Tensor:
+        """Wrap a backend array without copying or checking (the ops' fast path)."""
+        t = object.__new__(Tensor)
+        t._data = data
+        t.requires_grad = requires_grad
+        t.grad = None
+        t._ctx = ctx
+        t._index = index
+        t._version = None
+        t._hooks = None
+        return t
+
+    # ---- properties ---------------------------------------------------------------------------------
+
+    @property
+    def data(self) -> Tensor:
+        """The same storage without history (as ``detach``); assigning replaces the array in place."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        array = value._data if isinstance(value, Tensor) else value
+        if not backend.is_array(array):
+            array = backend.as_array(array, self._data.dtype, self.device, copy=False)
+        self._data = array
+        self._bump_version()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self._data.ndim
+
+    @property
+    def dtype(self) -> Any:
+        return self._data.dtype
+
+    @property
+    def device(self) -> backend.Device:
+        return backend.device_of(self._data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self) -> Function | None:
+        return self._ctx
+
+    @property
+    def T(self) -> Tensor:
+        """The axes in reverse order (the matrix transpose for 2-D tensors)."""
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def version(self) -> int:
+        """How many times the data was changed in place (saved tensors check it in backward)."""
+        return 0 if self._version is None else int(self._version[0])
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.shape if dim is None else self.shape[_dim(dim, self.ndim, "size")]
+
+    def dim(self) -> int:
+        return self._data.ndim
+
+    def numel(self) -> int:
+        return int(self._data.size)
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    # ---- conversion ---------------------------------------------------------------------------------
+
+    def numpy(self) -> Any:
+        """The data as a NumPy array (shares memory on the CPU, a host copy from a GPU)."""
+        return backend.to_numpy(self._data)
+
+    def item(self) -> Any:
+        if self._data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self._data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self._data.size != 1:
+            raise RuntimeError(f"the truth value of a tensor of shape {self.shape} is ambiguous")
+        return bool(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iu" or self._data.size != 1:
+            raise TypeError("only single-element integer tensors can be used as an index")
+        return int(self.item())
+
+    def __repr__(self) -> str:
+        body = repr(self.numpy()).replace("array(", "tensor(", 1)
+        extras = []
+        if self.device != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self._ctx is not None:
+            extras.append(f"grad_fn=<{self._ctx.name}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        if extras:
+            body = body[:-1] + ", " + ", ".join(extras) + ")"
+        return body
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # ---- autograd -----------------------------------------------------------------------------------
+
+    def backward(self, gradient: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) · ``gradient`` into ``leaf.grad`` for every leaf that requires grad.
+
+        ``gradient`` defaults to 1 for a one-element tensor; any other shape needs it given.
+        Without ``retain_graph`` the saved arrays of the walked graph are freed.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() called on a tensor that does not require grad: no tensor it was computed "
+                "from has requires_grad=True (or it was computed under no_grad, or detached)"
+            )
+        if gradient is None:
+            if self._data.size != 1:
+                raise RuntimeError(
+                    f"backward() without a gradient needs a one-element (scalar) output, got shape "
+                    f"{self.shape}; reduce it (e.g. loss.sum()) or pass gradient= of that shape"
+                )
+            grad = self._xp.ones(self._data.shape, dtype=self.dtype)
+        else:
+            grad = gradient._data if isinstance(gradient, Tensor) else gradient
+            grad = backend.as_array(grad, self.dtype, self.device, copy=False)
+            if tuple(grad.shape) != self.shape:
+                raise RuntimeError(
+                    f"backward(): gradient has shape {tuple(grad.shape)} "
+                    f"but the tensor has shape {self.shape}"
+                )
+        autograd.run_backward(self, grad, retain_graph)
+
+    def detach(self) -> Tensor:
+        """The same data without history: gradients do not flow back through it (truncation)."""
+        t = Tensor._make(self._data, False, None, 0)
+        t._version = autograd._version_box(self)  # same storage, same version counter
+        return t
+
+    def detach_(self) -> Tensor:
+        self._ctx, self._index, self.requires_grad = None, 0, False
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.dtype.kind != "f":
+            raise ValueError(
+                f"only floating-point tensors can require gradients, got dtype {self.dtype}; "
+                "convert with .float() or .double()"
+            )
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor; use detach() instead")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> Callable[[], None]:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor replaces it.
+
+        Returns a function that removes the hook.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that does not require grad")
+        if self._ctx is None:
+            if self._hooks is None:
+                self._hooks = []
+            entry: Any = hook
+            self._hooks.append(entry)
+            hooks = self._hooks
+        else:
+            node = self._ctx
+            if node.hooks is None:
+                node.hooks = []
+            entry = (self._index, hook)
+            hooks = node.hooks
+            # retain_grad's hook runs after the user's hooks, so .grad holds the final gradient.
+            last = len(hooks)
+            while last and getattr(hooks[last - 1][1], "retains_grad", False):
+                last -= 1
+            hooks.insert(len(hooks) if getattr(hook, "retains_grad", False) else last, entry)
+        return lambda: hooks.remove(entry) if entry in hooks else None
+
+    def retain_grad(self) -> None:
+        """Keep the gradient of this interior tensor in ``.grad`` after backward (leaves always do)."""
+        if self._ctx is None:
+            return
+        import weakref
+
+        me = weakref.ref(self)
+
+        def keep(grad: Tensor) -> None:
+            t = me()
+            if t is not None:
+                if t.grad is None:
+                    t.grad = Tensor._make(grad._data.copy(), False, None, 0)
+                else:
+                    t.grad._data = t.grad._data + grad._data
+
+        keep.retains_grad = True  # type: ignore[attr-defined]
+        self.register_hook(keep)
+
+    # ---- devices and dtypes ---------------------------------------------------------------------------
+
+    @property
+    def _xp(self) -> Any:
+        return backend.get_array_module(self._data)
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:
+        """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``; differentiable; a no-op when
+        nothing changes."""
+        target_device, dtype = None, kwargs.pop("dtype", None)
+        target_device = kwargs.pop("device", None)
+        if kwargs:
+            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
+        for arg in args:
+            if isinstance(arg, str | backend.Device):
+                target_device = arg
+            elif isinstance(arg, Tensor):
+                target_device, dtype = arg.device, arg.dtype
+            else:
+                dtype = arg
+        out = self
+        if target_device is not None:
+            dev = backend.device(target_device)
+            if dev != self.device:
+                backend.xp_for(dev)  # raises the clear error when CUDA is missing
+                out = ops.ToDevice.apply(out, device=dev)
+        if dtype is not None and backend.as_dtype(dtype) != out.dtype:
+            out = out.type(dtype)
+        return out
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, device: int | str | None = None) -> Tensor:
+        if isinstance(device, int):
+            device = f"cuda:{device}"
+        return self.to(device or "cuda")
+
+    def type(self, dtype: Any) -> Tensor:
+        dtype = backend.as_dtype(dtype)
+        if dtype == self.dtype:
+            return self
+        if not self.requires_grad or dtype.kind != "f":
+            return Tensor._make(self._data.astype(dtype), False, None, 0)
+        return ops.Cast.apply(self, dtype=dtype)
+
+    def float(self) -> Tensor:
+        return self.type(backend.float32)
+
+    def double(self) -> Tensor:
+        return self.type(backend.float64)
+
+    def long(self) -> Tensor:
+        return self.type(backend.int64)
+
+    def int(self) -> Tensor:
+        return self.type(backend.int32)
+
+    def bool(self) -> Tensor:
+        return self.type(backend.bool_)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.type(other.dtype)
+
+    def clone(self) -> Tensor:
+        return ops.Copy.apply(self)
+
+    def contiguous(self) -> Tensor:
+        return self
+
+    # ---- arithmetic ---------------------------------------------------------------------------------
+
+    def _operand(self, other: Any) -> Tensor:
+        """Turn a Python number or array into a constant tensor; numbers take this tensor's dtype so
+        that a float32 tensor stays float32."""
+        if isinstance(other, Tensor):
+            return other
+        if isinstance(other, int | float | bool):
+            dtype = self.dtype if self.dtype.kind == "f" or isinstance(other, bool | int) else None
+            if dtype is not None and dtype.kind in "iub" and isinstance(other, float):
+                dtype = backend.get_default_dtype()
+            return Tensor._make(self._xp.asarray(other, dtype=dtype), False, None, 0)
+        return Tensor(other, device=self.device)
+
+    def __add__(self, other: Any) -> Tensor:
+        return ops.Add.apply(self, self._operand(other))
+
+    def __radd__(self, other: Any) -> Tensor:
+        return ops.Add.apply(self._operand(other), self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return ops.Sub.apply(self, self._operand(other))
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return ops.Sub.apply(self._operand(other), self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return ops.Mul.apply(self, self._operand(other))
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return ops.Mul.apply(self._operand(other), self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return ops.Div.apply(self, self._operand(other))
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return ops.Div.apply(self._operand(other), self)
+
+    def __pow__(self, exponent: Any) -> Tensor:
+        if isinstance(exponent, int | float) and not isinstance(exponent, bool):
+            return ops.PowConstant.apply(self, exponent=exponent)
+        return ops.Pow.apply(self, self._operand(exponent))
+
+    def __rpow__(self, base: Any) -> Tensor:
+        return ops.Pow.apply(self._operand(base), self)
+
+    def __neg__(self) -> Tensor:
+        return ops.Neg.apply(self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        other = self._operand(other)
+        _check_matmul(self.shape, other.shape)
+        return ops.MatMul.apply(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        other = self._operand(other)
+        _check_matmul(other.shape, self.shape)
+        return ops.MatMul.apply(other, self)
+
+    def matmul(self, other: Any) -> Tensor:
+        return self @ other
+
+    add, sub, mul, div, pow = __add__, __sub__, __mul__, __truediv__, __pow__
+
+    # Comparisons give boolean tensors and are not differentiable.
+    def _compare(self, other: Any, name: str) -> Tensor:
+        other_data = other._data if isinstance(other, Tensor) else other
+        try:
+            result = getattr(self._data, name)(other_data)
+        except ValueError as error:
+            raise ValueError(
+                f"{name.strip('_')}: {error} (shapes {self.shape} and {getattr(other, 'shape', ())})"
+            ) from None
+        return Tensor._make(backend.ensure_array(result), False, None, 0)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return self._compare(other, "__lt__")
+
+    def __le__(self, other: Any) -> Tensor:
+        return self._compare(other, "__le__")
+
+    def __gt__(self, other: Any) -> Tensor:
+        return self._compare(other, "__gt__")
+
+    def __ge__(self, other: Any) -> Tensor:
+        return self._compare(other, "__ge__")
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, "__eq__")
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare(other, "__ne__")
+
+    def __invert__(self) -> Tensor:
+        return Tensor._make(~self._data, False, None, 0)
+
+    def __and__(self, other: Any) -> Tensor:
+        return self._compare(other, "__and__")
+
+    def __or__(self, other: Any) -> Tensor:
+        return self._compare(other, "__or__")
+
+    # ---- elementwise functions ------------------------------------------------------------------------
+
+    def exp(self) -> Tensor:
+        return ops.Exp.apply(self)
+
+    def log(self) -> Tensor:
+        return ops.Log.apply(self)
+
+    def tanh(self) -> Tensor:
+        return ops.Tanh.apply(self)
+
+    def sigmoid(self) -> Tensor:
+        return ops.Sigmoid.apply(self)
+
+    def relu(self) -> Tensor:
+        return ops.Relu.apply(self)
+
+    def sqrt(self) -> Tensor:
+        return ops.Sqrt.apply(self)
+
+    def abs(self) -> Tensor:
+        return ops.Abs.apply(self)
+
+    def neg(self) -> Tensor:
+        return ops.Neg.apply(self)
+
+    def clamp(self, min: Number | None = None, max: Number | None = None) -> Tensor:
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        return ops.Clamp.apply(self, low=min, high=max)
+
+    clip = clamp
+
+    def maximum(self, other: Any) -> Tensor:
+        return ops.Maximum.apply(self, self._operand(other))
+
+    def minimum(self, other: Any) -> Tensor:
+        return ops.Minimum.apply(self, self._operand(other))
+
+    def masked_fill(self, mask: Any, value: Number) -> Tensor:
+        mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=self.device)
+        if mask.dtype.kind != "b":
+            mask = mask != 0
+        return ops.Where.apply(mask, self._operand(value), self)
+
+    # ---- reductions ----------------------------------------------------------------------------------
+
+    def _dims(self, dim: Any, name: str) -> tuple[int, ...]:
+        if dim is None:
+            return tuple(range(self.ndim))
+        dims = dim if isinstance(dim, tuple | list) else (dim,)
+        normal = tuple(sorted({_dim(d, self.ndim, name, self.shape) for d in dims}))
+        if len(normal) != len(dims):
+            raise ValueError(f"{name}: dim {dim} names an axis twice")
+        return normal
+
+    def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        """Σ over ``dim`` (all axes by default)."""
+        return ops.Sum.apply(self, dims=self._dims(dim, "sum"), keepdim=keepdim)
+
+    def mean(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        """Average over ``dim`` (all axes by default)."""
+        if self.dtype.kind != "f":
+            raise TypeError(f"mean: needs a floating tensor, got dtype {self.dtype}")
+        return ops.Mean.apply(self, dims=self._dims(dim, "mean"), keepdim=keepdim)
+
+    def amax(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        """Maximum over ``dim``; the gradient is shared evenly between tied maxima."""
+        if self.numel() == 0:
+            raise ValueError(f"amax: cannot reduce an empty tensor of shape {self.shape}")
+        return ops.Amax.apply(self, dims=self._dims(dim, "amax"), keepdim=keepdim)
+
+    def amin(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        return -((-self).amax(dim, keepdim))
+
+    def max(self, dim: Any = None, keepdim: bool = False) -> Any:
+        """``max()`` → the largest element; ``max(dim)`` → ``(values, indices)`` as in PyTorch;
+        ``max(other_tensor)`` → elementwise maximum."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
+        if dim is None:
+            return self.amax()
+        axis = _dim(dim, self.ndim, "max", self.shape)
+        indices = self.argmax(axis, keepdim=True)
+        values = self.gather(axis, indices)
+        if not keepdim:
+            values, indices = values.squeeze(axis), indices.squeeze(axis)
+        return MaxResult(values, indices)
+
+    def min(self, dim: Any = None, keepdim: bool = False) -> Any:
+        """As :meth:`max`, for the smallest element."""
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
+        if dim is None:
+            return self.amin()
+        result = (-self).max(dim, keepdim)
+        return MaxResult(-result.values, result.indices)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        if dim is None:
+            return Tensor._make(self._xp.asarray(self._data.argmax()), False, None, 0)
+        axis = _dim(dim, self.ndim, "argmax", self.shape)
+        out = self._data.argmax(axis=axis)
+        if keepdim:
+            out = self._xp.expand_dims(out, axis)
+        return Tensor._make(backend.ensure_array(out.astype(backend.int64)), False, None, 0)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return (-self.detach()).argmax(dim, keepdim)
+
+    def logsumexp(self, dim: Any, keepdim: bool = False) -> Tensor:
+        """log Σ exp over ``dim``, exact and finite for large logits."""
+        return ops.LogSumExp.apply(self, dims=self._dims(dim, "logsumexp"), keepdim=keepdim)
+
+    def softmax(self, dim: int) -> Tensor:
+        return ops.Softmax.apply(self, dim=_dim(dim, self.ndim, "softmax", self.shape))
+
+    def log_softmax(self, dim: int) -> Tensor:
+        return ops.LogSoftmax.apply(self, dim=_dim(dim, self.ndim, "log_softmax", self.shape))
+
+    def var(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False) -> Tensor:
+        dims = self._dims(dim, "var")
+        count = math.prod(self.shape[d] for d in dims)
+        centered = self - self.mean(dims, keepdim=True)
+        return (centered * centered).sum(dims, keepdim=keepdim) / max(count - (1 if unbiased else 0), 1)
+
+    def std(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False) -> Tensor:
+        return self.var(dim, unbiased, keepdim).sqrt()
+
+    def norm(self, p: float = 2.0) -> Tensor:
+        if p == 2:
+            return (self * self).sum().sqrt()
+        if p == float("inf"):
+            return self.abs().amax()
+        return (self.abs() ** p).sum() ** (1.0 / p)
+
+    # ---- movement ------------------------------------------------------------------------------------
+
+    def reshape(self, *shape: Any) -> Tensor:
+        shape = _shape_arg(shape)
+        new = _infer_shape(shape, self.numel(), self.shape, "reshape")
+        if new == self.shape:
+            return self
+        return ops.Reshape.apply(self, shape=new)
+
+    view = reshape
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return self.reshape(other.shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        if self.ndim == 0:
+            return self.reshape(1)
+        start = _dim(start_dim, self.ndim, "flatten", self.shape)
+        end = _dim(end_dim, self.ndim, "flatten", self.shape)
+        shape = self.shape
+        return self.reshape(*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
+
+    def permute(self, *dims: Any) -> Tensor:
+        dims = _shape_arg(dims)
+        normal = tuple(_dim(d, self.ndim, "permute", self.shape) for d in dims)
+        if sorted(normal) != list(range(self.ndim)):
+            raise ValueError(
+                f"permute: dims {dims} are not a permutation of the {self.ndim} axes of {self.shape}"
+            )
+        if normal == tuple(range(self.ndim)):
+            return self
+        return ops.Permute.apply(self, dims=normal)
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        d0 = _dim(dim0, self.ndim, "transpose", self.shape)
+        d1 = _dim(dim1, self.ndim, "transpose", self.shape)
+        order = list(range(self.ndim))
+        order[d0], order[d1] = order[d1], order[d0]
+        return self.permute(*order)
+
+    def t(self) -> Tensor:
+        if self.ndim > 2:
+            raise ValueError(f"t() expects a tensor with at most 2 dims, got shape {self.shape}")
+        return self.T
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        axis = _dim(dim, self.ndim + 1, "unsqueeze", self.shape)
+        return self.reshape(*self.shape[:axis], 1, *self.shape[axis:])
+
+    def squeeze(self, dim: int | None = None) -> Tensor:
+        if dim is None:
+            return self.reshape(*(n for n in self.shape if n != 1))
+        axis = _dim(dim, self.ndim, "squeeze", self.shape)
+        if self.shape[axis] != 1:
+            return self
+        return self.reshape(*self.shape[:axis], *self.shape[axis + 1 :])
+
+    def expand(self, *sizes: Any) -> Tensor:
+        sizes = _shape_arg(sizes)
+        if len(sizes) < self.ndim:
+            raise ValueError(f"expand: {sizes} has fewer dims than the tensor's shape {self.shape}")
+        offset = len(sizes) - self.ndim
+        target = []
+        for i, n in enumerate(sizes):
+            own = self.shape[i - offset] if i >= offset else None
+            if n == -1:
+                if own is None:
+                    raise ValueError(f"expand: -1 is not allowed for a new leading dim ({sizes})")
+                n = own
+            if own is not None and own != 1 and own != n:
+                raise ValueError(f"expand: cannot expand shape {self.shape} to {tuple(sizes)}")
+            target.append(n)
+        target = tuple(target)
+        if target == self.shape:
+            return self
+        return ops.Expand.apply(self, shape=target)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return self.expand(*other.shape)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return ops.GetItem.apply(self, index=_index_arg(index, self))
+
+    def gather(self, dim: int, index: Tensor) -> Tensor:
+        """``out[i][j] = self[i][index[i][j]]`` along ``dim`` (as ``torch.gather``)."""
+        axis = _dim(dim, self.ndim, "gather", self.shape)
+        if not isinstance(index, Tensor) or index.dtype.kind not in "iu":
+            raise TypeError("gather: index must be an integer tensor")
+        if index.ndim != self.ndim:
+            raise ValueError(f"gather: index has {index.ndim} dims, input has {self.ndim} ({self.shape})")
+        size = self.shape[axis]
+        if index.numel() and (int(index._data.min()) < -size or int(index._data.max()) >= size):
+            raise IndexError(f"gather: index out of range for dim {dim} of size {size}")
+        return ops.Gather.apply(self, index, dim=axis)
+
+    def split(self, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
+        axis = _dim(dim, self.ndim, "split", self.shape)
+        length = self.shape[axis]
+        if isinstance(split_size_or_sections, int):
+            step = split_size_or_sections
+            if step <= 0:
+                raise ValueError(f"split: split_size must be positive, got {step}")
+            sizes = [min(step, length - start) for start in range(0, length, step)] or [0]
+        else:
+            sizes = list(split_size_or_sections)
+            if sum(sizes) != length or any(s < 0 for s in sizes):
+                raise ValueError(f"split: sections {sizes} do not add up to the size {length} of dim {dim}")
+        return ops.Split.apply(self, sizes=sizes, dim=axis)
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+        axis = _dim(dim, self.ndim, "chunk", self.shape)
+        return self.split(max(math.ceil(self.shape[axis] / chunks), 1), axis)
+
+    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+        axis = _dim(dim, self.ndim, "unbind", self.shape)
+        return ops.Unbind.apply(self, dim=axis)
+
+    # ---- in-place updates (not recorded; they bump the version counter) ---------------------------------
+
+    def _inplace(self, name: str) -> None:
+        if autograd._grad_enabled and self.requires_grad:
+            kind = "a leaf tensor" if self._ctx is None else "a tensor"
+            raise RuntimeError(
+                f"{name}: {kind} that requires grad cannot be changed in place while gradients are "
+                f"recorded; wrap the update in `with tg.no_grad():` or use the out-of-place op"
+            )
+        self._bump_version()
+
+    def _bump_version(self) -> None:
+        """Count an in-place change; nodes that saved this storage compare the count in backward."""
+        autograd._version_box(self)[0] += 1
+
+    def _write(self, name: str, array: Any) -> Tensor:
+        self._inplace(name)
+        try:
+            self._xp.copyto(self._data, array, casting="same_kind")
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{name}: {error} (tensor shape {self.shape})") from None
+        return self
+
+    def _value(self, other: Any) -> Any:
+        return other._data if isinstance(other, Tensor) else other
+
+    def add_(self, other: Any, alpha: Number = 1) -> Tensor:
+        other = self._value(other)
+        return self._write("add_", self._data + (other if alpha == 1 else alpha * other))
+
+    def sub_(self, other: Any, alpha: Number = 1) -> Tensor:
+        return self.add_(other, alpha=-alpha)
+
+    def mul_(self, other: Any) -> Tensor:
+        return self._write("mul_", self._data * self._value(other))
+
+    def div_(self, other: Any) -> Tensor:
+        return self._write("div_", self._data / self._value(other))
+
+    def zero_(self) -> Tensor:
+        return self._write("zero_", 0)
+
+    def fill_(self, value: Number) -> Tensor:
+        return self._write("fill_", value)
+
+    def copy_(self, source: Any) -> Tensor:
+        return self._write("copy_", backend.to_device(self._value(source), self.device))
+
+    def clamp_(self, min: Number | None = None, max: Number | None = None) -> Tensor:
+        return self._write("clamp_", self._xp.clip(self._data, min, max))
+
+    def uniform_(self, low: float = 0.0, high: float = 1.0) -> Tensor:
+        u = backend.random_uniform(self.shape, self.dtype, self.device)
+        return self._write("uniform_", low + (high - low) * u)
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        return self._write("normal_", mean + std * backend.random_normal(self.shape, self.dtype, self.device))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self._inplace("__setitem__")
+        self._data[_index_arg(index, self)] = (
+            backend.to_device(self._value(value), self.device) if (isinstance(value, Tensor)) else value
+        )
+
+
+autograd.Tensor = Tensor
+
+
+# ---- argument checks -------------------------------------------------------------------------------
+
+
+def _dim(dim: Any, ndim: int, name: str, shape: tuple | None = None) -> int:
+    """Normalise a possibly negative ``dim``; raise IndexError naming the op when it is out of range."""
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise TypeError(f"{name}: dim must be an int, got {type(dim).__name__}")
+    rank = max(ndim, 1)
+    if not -rank <= dim < rank:
+        where = f" with shape {shape}" if shape is not None else ""
+        raise IndexError(
+            f"{name}: dim {dim} is out of range for a tensor of {ndim} dims{where} "
+            f"(expected a value in [{-rank}, {rank - 1}])"
+        )
+    return dim % rank
+
+
+def _shape_arg(shape: tuple) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], tuple | list):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _infer_shape(shape: tuple, count: int, old: tuple, name: str) -> tuple[int, ...]:
+    if any(not isinstance(n, int) for n in shape):
+        raise TypeError(f"{name}: sizes must be ints, got {shape}")
+    if shape.count(-1) > 1:
+        raise ValueError(f"{name}: only one dimension can be -1, got {shape}")
+    known = math.prod(n for n in shape if n != -1)
+    if -1 in shape:
+        if known == 0 or count % known:
+            raise ValueError(f"{name}: cannot reshape a tensor of shape {old} ({count} elements) to {shape}")
+        shape = tuple(count // known if n == -1 else n for n in shape)
+    if any(n < 0 for n in shape) or math.prod(shape) != count:
+        raise ValueError(f"{name}: cannot reshape a tensor of shape {old} ({count} elements) to {shape}")
+    return shape
+
+
+def _check_matmul(a: tuple, b: tuple) -> None:
+    if not a or not b:
+        raise ValueError(f"matmul: both operands need at least 1 dim, got shapes {a} and {b}")
+    inner_b = b[0] if len(b) == 1 else b[-2]
+    if a[-1] != inner_b:
+        raise ValueError(
+            f"matmul: inner sizes differ: shapes {a} and {b} (the last dim of the first, {a[-1]}, must "
+            f"equal the {'only' if len(b) == 1 else 'second-to-last'} dim of the second, {inner_b})"
+        )
+
+
+def _index_arg(index: Any, t: Tensor) -> Any:
+    """Turn tensors inside an index into backend arrays, and check integer indices are in range."""
+    items = index if isinstance(index, tuple) else (index,)
+    converted = []
+    for item in items:
+        if isinstance(item, Tensor):
+            item = item._data
+        elif isinstance(item, list):
+            item = backend.as_array(item, None, t.device, copy=False)
+        converted.append(item)
+    _check_index_range(converted, t.shape)
+    return tuple(converted) if isinstance(index, tuple) else converted[0]
+
+
+def _check_index_range(items: list, shape: tuple) -> None:
+    axis = 0
+    explicit = sum(
+        1
+        for i in items
+        if i is not None and i is not Ellipsis and not (backend.is_array(i) and i.dtype.kind == "b")
+    )
+    for item in items:
+        if item is Ellipsis:
+            axis += len(shape) - explicit
+            continue
+        if item is None:
+            continue
+        if axis >= len(shape):
+            raise IndexError(f"too many indices for a tensor of shape {shape}")
+        size = shape[axis]
+        if isinstance(item, int) and not isinstance(item, bool):
+            if not -size <= item < size:
+                raise IndexError(
+                    f"index {item} is out of range for dim {axis} of size {size} (shape {shape})"
+                )
+        elif backend.is_array(item) and item.dtype.kind in "iu" and item.size:
+            low, high = int(item.min()), int(item.max())
+            if low < -size or high >= size:
+                bad = high if high >= size else low
+                raise IndexError(f"index {bad} is out of range for dim {axis} of size {size} (shape {shape})")
+        elif backend.is_array(item) and item.dtype.kind == "b":
+            axis += item.ndim
+            continue
+        axis += 1
