@@ -325,7 +325,7 @@ def run_backward(root: Any, grad_root: Any, retain_graph: bool) -> None:
             shape = node.input_shapes[position]
             if g.shape != shape:
                 g = unbroadcast(g, shape)
-            if type(parent) is Tensor:
+            if isinstance(parent, Tensor):  # a leaf, also a subclass such as nn.Parameter
                 _add_leaf_grad(leaf_grads, parent, g)
                 continue
             pnode = parent
