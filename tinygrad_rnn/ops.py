@@ -619,3 +619,23 @@ class Dropout(Function):
 
     def backward(ctx, g):
         return g * ctx.saved[0]
+
+
+# ---- lookup and losses ---------------------------------------------------------------------------------
+
+
+class Embedding(Function):
+    """out[..., :] = weight[indices[...], :] (row lookup);  dweight = g scattered back to the looked-up
+    rows (repeats accumulate), with the row ``padding_idx`` (if any) getting no gradient."""
+
+    def forward(ctx, weight, indices, padding_idx):
+        ctx.shape, ctx.padding_idx = weight.shape, padding_idx
+        ctx.indices = indices
+        return weight[indices]
+
+    def backward(ctx, g):
+        grad = xp_of(g).zeros(ctx.shape, dtype=g.dtype)
+        backend.scatter_add(grad, ctx.indices, g)
+        if ctx.padding_idx is not None:
+            grad[ctx.padding_idx] = 0
+        return grad
