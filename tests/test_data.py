@@ -26,14 +26,20 @@ def test_adding_problem_target_is_the_sum_of_the_two_marked_values(batch, length
 
 
 @given(length=st.integers(6, 60), data_=st.data())
-def test_adding_problem_first_marker_respects_the_lag_range(length, data_):
-    min_lag = data_.draw(st.integers(1, length - 1))
-    max_lag = data_.draw(st.integers(min_lag, length - 1))
+def test_adding_problem_places_both_markers_inside_the_lag_range(length, data_):
+    min_lag = data_.draw(st.integers(0, length - 2))
+    max_lag = data_.draw(st.integers(min_lag + 1, length - 1))
     inputs, _ = data.adding_problem(16, length, seed=1, min_lag=min_lag, max_lag=max_lag)
     markers = inputs.numpy()[:, :, 1]
-    first = markers.argmax(axis=0)
-    lags = length - 1 - first
-    assert np.all((lags >= min_lag) & (lags <= max_lag))
+    for column in markers.T:
+        lags = length - 1 - np.flatnonzero(column)
+        assert len(lags) == 2 and np.all((lags >= min_lag) & (lags <= max_lag))
+
+
+def test_adding_problem_default_puts_one_marker_in_each_half():
+    inputs, _ = data.adding_problem(64, 30, seed=2)
+    markers = inputs.numpy()[:, :, 1]
+    assert np.all(markers[:15].sum(axis=0) == 1) and np.all(markers[15:].sum(axis=0) == 1)
 
 
 def test_adding_problem_is_reproducible_from_its_seed_and_differs_between_seeds():
@@ -49,6 +55,8 @@ def test_adding_problem_uses_the_default_float_dtype_and_rejects_impossible_lags
     assert inputs.dtype == tg.float32 and targets.dtype == tg.float32
     with pytest.raises(ValueError, match="min_lag"):
         data.adding_problem(2, 10, min_lag=12)
+    with pytest.raises(ValueError, match="min_lag"):
+        data.adding_problem(2, 10, min_lag=4, max_lag=4)
     with pytest.raises(ValueError, match="length"):
         data.adding_problem(2, 1)
 

@@ -48,34 +48,42 @@ def adding_problem(
 
     Each step carries two features: a value drawn uniformly from [0, 1) and a marker that is 1 at exactly
     two steps. The target is the sum of the two marked values, known only at the last step. The *lag*
-    of an example is the distance from its first marker to the last step, ``length - 1 - first``; the
-    first marker is placed so that the lag lies in ``[min_lag, max_lag]`` (default: the first half of the
-    sequence, as in the original task) and the second marker falls after it.
+    of a marker is its distance to the last step, ``length - 1 - position``. By default the first marker
+    lies in the first half and the second in the second half, as in the original task; with ``min_lag``
+    or ``max_lag`` given, both markers lie at distinct lags in ``[min_lag, max_lag]``, so a gradient that
+    reaches back fewer than ``min_lag`` steps from the loss never sees either of them.
 
-    A model that always predicts the mean 1.0 has a mean squared error of 1/6 ≈ 0.167; solving the task
-    requires carrying information over the lag, so a gradient truncated to fewer steps cannot teach it.
+    A model that always predicts the mean 1.0 has a mean squared error of 1/6 ≈ 0.167.
 
     Returns:
         inputs of shape ``(length, batch_size, 2)`` and targets of shape ``(batch_size, 1)``.
     """
     if length < 2 or batch_size < 1:
         raise ValueError(f"adding_problem: need length >= 2 and batch_size >= 1, got {length}, {batch_size}")
-    min_lag = (length + 1) // 2 if min_lag is None else min_lag
-    max_lag = length - 1 if max_lag is None else max_lag
-    if not 1 <= min_lag <= max_lag <= length - 1:
-        raise ValueError(
-            f"adding_problem: lags must satisfy 1 <= min_lag <= max_lag <= length - 1 = {length - 1}, "
-            f"got min_lag={min_lag}, max_lag={max_lag}"
-        )
     np = _numpy()
     rng = _rng(seed)
-    values = rng.random((length, batch_size))
-    lag = rng.integers(min_lag, max_lag + 1, size=batch_size)
-    first = length - 1 - lag
-    # The second marker lies strictly after the first, anywhere up to the last step.
-    second = first + 1 + (rng.random(batch_size) * (length - 1 - first)).astype(np.int64)
-    markers = np.zeros((length, batch_size))
     columns = np.arange(batch_size)
+    if min_lag is None and max_lag is None:
+        half = length // 2
+        first = rng.integers(0, half, size=batch_size)
+        second = rng.integers(half, length, size=batch_size)
+    else:
+        min_lag = 0 if min_lag is None else min_lag
+        max_lag = length - 1 if max_lag is None else max_lag
+        if not 0 <= min_lag < max_lag <= length - 1:
+            raise ValueError(
+                f"adding_problem: lags must satisfy 0 <= min_lag < max_lag <= length - 1 = {length - 1}, "
+                f"got min_lag={min_lag}, max_lag={max_lag}"
+            )
+        # Two distinct lags drawn uniformly from the range: the first, then the second among the rest.
+        span = max_lag - min_lag + 1
+        lag_a = rng.integers(0, span, size=batch_size)
+        lag_b = rng.integers(0, span - 1, size=batch_size)
+        lag_b = lag_b + (lag_b >= lag_a)
+        first = length - 1 - min_lag - lag_a
+        second = length - 1 - min_lag - lag_b
+    values = rng.random((length, batch_size))
+    markers = np.zeros((length, batch_size))
     markers[first, columns] = 1.0
     markers[second, columns] = 1.0
     inputs = np.stack([values, markers], axis=-1)
