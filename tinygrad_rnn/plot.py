@@ -141,3 +141,24 @@ def heatmap(
     if title:
         axes.set_title(title)
     return _save(figure, path)
+
+
+def bars(
+    path: str, labels: Sequence[str], values: Any, ylabel: str, title: str = "", log_y: bool = False
+) -> str:
+    """One bar per label; on a log axis a value of 0 (an exact match, say) is drawn at 1e-18."""
+    plt = _pyplot()
+    heights = _values(values)
+    if log_y:
+        heights = [max(v, 1e-18) for v in heights]
+    figure, axes = plt.subplots(figsize=(max(6.4, 0.3 * len(heights)), 4.2))
+    axes.bar(range(len(heights)), heights, color="tab:blue")
+    if log_y:
+        axes.set_yscale("log")
+    axes.set_xticks(range(len(labels)))
+    axes.set_xticklabels(list(labels), rotation=90, fontsize=7)
+    axes.set_ylabel(ylabel)
+    if title:
+        axes.set_title(title)
+    axes.grid(True, axis="y", which="both", alpha=0.3)
+    return _save(figure, path)
