@@ -347,11 +347,17 @@ class Tensor:
         """Turn a Python number or array into a constant tensor; numbers take this tensor's dtype so
         that a float32 tensor stays float32."""
         if isinstance(other, Tensor):
+            if other._data.dtype.kind in "iub" and self._data.dtype.kind == "f":
+                # As in PyTorch a float tensor keeps its dtype against an integer one (NumPy: float64).
+                return Tensor._make(other._data.astype(self._data.dtype), False, None, 0)
             return other
         if isinstance(other, int | float | bool):
-            dtype = self.dtype if self.dtype.kind == "f" or isinstance(other, bool | int) else None
-            if dtype is not None and dtype.kind in "iub" and isinstance(other, float):
-                dtype = backend.get_default_dtype()
+            dtype = self._data.dtype
+            if dtype.kind != "f":
+                if isinstance(other, float):
+                    dtype = backend.get_default_dtype()
+                elif dtype.kind == "b" and not isinstance(other, bool):
+                    dtype = backend.int64  # bool tensor + 2 is 3, not True
             return Tensor._make(self._xp.asarray(other, dtype=dtype), False, None, 0)
         return Tensor(other, device=self.device)
 
@@ -497,7 +503,8 @@ class Tensor:
         normal = tuple(sorted({_dim(d, self.ndim, name, self.shape) for d in dims}))
         if len(normal) != len(dims):
             raise ValueError(f"{name}: dim {dim} names an axis twice")
-        return normal
+        # A 0-d tensor accepts dim 0 or -1 (as in PyTorch) but has no axis to reduce.
+        return normal if self.ndim else ()
 
     def sum(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         """Σ over ``dim`` (all axes by default)."""
@@ -526,6 +533,8 @@ class Tensor:
         if dim is None:
             return self.amax()
         axis = _dim(dim, self.ndim, "max", self.shape)
+        if self.ndim == 0:
+            return MaxResult(self, Tensor._make(self._xp.zeros((), dtype=backend.int64), False, None, 0))
         indices = self.argmax(axis, keepdim=True)
         values = self.gather(axis, indices)
         if not keepdim:
