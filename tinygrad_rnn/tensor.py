@@ -594,7 +594,7 @@ class Tensor:
         shape = _shape_arg(shape)
         new = _infer_shape(shape, self.numel(), self.shape, "reshape")
         if new == self.shape:
-            return self
+            return self._unchanged()
         return ops.Reshape.apply(self, shape=new)
 
     view = reshape
@@ -618,7 +618,7 @@ class Tensor:
                 f"permute: dims {dims} are not a permutation of the {self.ndim} axes of {self.shape}"
             )
         if normal == tuple(range(self.ndim)):
-            return self
+            return self._unchanged()
         return ops.Permute.apply(self, dims=normal)
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
@@ -642,7 +642,7 @@ class Tensor:
             return self.reshape(*(n for n in self.shape if n != 1))
         axis = _dim(dim, self.ndim, "squeeze", self.shape)
         if self.shape[axis] != 1:
-            return self
+            return self._unchanged()
         return self.reshape(*self.shape[:axis], *self.shape[axis + 1 :])
 
     def expand(self, *sizes: Any) -> Tensor:
@@ -662,8 +662,13 @@ class Tensor:
             target.append(n)
         target = tuple(target)
         if target == self.shape:
-            return self
+            return self._unchanged()
         return ops.Expand.apply(self, shape=target)
+
+    def _unchanged(self) -> Tensor:
+        """``self`` for a movement that changes nothing; inside ``no_grad`` a detached alias instead, so
+        that a value computed there never carries a gradient back (in PyTorch it is a new view)."""
+        return self if autograd._grad_enabled or not self.requires_grad else self.detach()
 
     def expand_as(self, other: Tensor) -> Tensor:
         return self.expand(*other.shape)
