@@ -1,1 +1,6 @@
 """Neural-network building blocks: modules, layers, recurrent layers, losses and utilities."""
+
+from . import functional, init
+from .layers import Dropout, Embedding, Identity, Linear, ReLU, Sigmoid, Tanh
+from .module import Module, ModuleList, Parameter, Sequential
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
