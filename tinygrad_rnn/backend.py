@@ -9,12 +9,14 @@ Devices are spelled as in PyTorch: ``"cpu"``, ``"cuda"`` (the current GPU) and `
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
 import numpy as np
 
 _cupy: Any = None
+_cupyx: Any = None  # CuPy's extras (scatter_add lives there), imported with CuPy
 _cupy_error: str | None = None
 _cupy_tried = False
 
@@ -24,13 +26,14 @@ CUDA_INSTALL_HINT = 'install CuPy for CUDA 12 with: pip install -e ".[cuda]"'
 
 def _load_cupy() -> Any:
     """Import CuPy once; remember why it failed so the error can say what is missing."""
-    global _cupy, _cupy_error, _cupy_tried
+    global _cupy, _cupyx, _cupy_error, _cupy_tried
     if not _cupy_tried:
         _cupy_tried = True
         try:
             import cupy
+            import cupyx
 
-            _cupy = cupy
+            _cupy, _cupyx = cupy, cupyx
         except Exception as error:  # ImportError, or a broken CUDA installation
             _cupy_error = f"{type(error).__name__}: {error}"
     return _cupy
@@ -104,13 +107,18 @@ class Device:
 CPU = Device("cpu")
 
 
-def device(spec: str | Device | None) -> Device:
-    """Parse a device spelling; ``None`` gives the default device."""
+def device(spec: str | int | Device | None, index: int | None = None) -> Device:
+    """A device object from PyTorch's spellings: ``device("cuda:0")``, ``device("cuda", 1)``,
+    ``device(0)`` (the GPU of that index), or a :class:`Device`; ``None`` gives the default device."""
     if spec is None:
         return get_default_device()
     if isinstance(spec, Device):
         return spec
-    return Device(spec)
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        if spec < 0:
+            raise ValueError(f"device index must be non-negative, got {spec}")
+        return Device("cuda", spec)
+    return Device(spec, index)
 
 
 def require_cuda(dev: Device) -> Any:
@@ -123,7 +131,11 @@ def require_cuda(dev: Device) -> Any:
         )
     count = cuda_device_count()
     if count == 0:
-        raise RuntimeError(f"device {dev} was requested but CuPy found no CUDA GPU on this machine")
+        raise RuntimeError(
+            f"device {dev} was requested but CuPy is installed and found no CUDA GPU on this machine "
+            "(check that a GPU and its driver are visible, e.g. with nvidia-smi, and that the CuPy wheel "
+            f"matches the CUDA version); {CUDA_INSTALL_HINT}"
+        )
     if dev.index is not None and dev.index >= count:
         raise RuntimeError(f"device {dev} was requested but only {count} CUDA device(s) exist")
     return cupy
@@ -177,6 +189,11 @@ def to_device(array: Any, dev: Device) -> Any:
         return np.asarray(array)
     cupy = require_cuda(dev)
     with cupy.cuda.Device(dev.index):
+        if isinstance(array, cupy.ndarray):
+            if array.device.id == dev.index:
+                return array
+            # cupy.asarray would hand back the array on its own GPU; copy it to this one.
+            return cupy.array(array, copy=True)
         return cupy.asarray(array)
 
 
@@ -190,9 +207,7 @@ def scatter_add(target: Any, indices: Any, values: Any) -> None:
     if isinstance(target, np.ndarray):
         np.add.at(target, indices, values)
     else:
-        import cupyx
-
-        cupyx.scatter_add(target, indices, values)
+        _cupyx.scatter_add(target, indices, values)
 
 
 # ---- dtypes ---------------------------------------------------------------------------------------
@@ -311,25 +326,75 @@ def generator(dev: Device) -> Any:
     return gen
 
 
+def _sampling_dtype(dtype: Any) -> Any:
+    # Both libraries' generators draw float32 or float64 only; other dtypes are cast afterwards.
+    return dtype if dtype in (float32, float64) else float64
+
+
 def random_normal(shape: tuple[int, ...], dtype: Any, dev: Device) -> Any:
+    """Standard normal numbers from the device's generator."""
     gen = generator(dev)
-    if dev.type == "cpu":
-        return gen.standard_normal(shape, dtype=dtype if dtype in (float32, float64) else float64).astype(
-            dtype, copy=False
-        )
-    return gen.standard_normal(shape, dtype=dtype)
+    with _on_device(dev):
+        return gen.standard_normal(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
 
 
 def random_uniform(shape: tuple[int, ...], dtype: Any, dev: Device) -> Any:
-    """Uniform numbers in [0, 1)."""
+    """Uniform numbers in [0, 1) from the device's generator."""
     gen = generator(dev)
-    if dev.type == "cpu":
-        return gen.random(shape, dtype=dtype if dtype in (float32, float64) else float64).astype(
-            dtype, copy=False
-        )
-    return gen.random(shape, dtype=dtype)
+    with _on_device(dev):
+        return gen.random(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
 
 
 def random_integers(low: int, high: int, shape: tuple[int, ...], dev: Device) -> Any:
+    """Integers in [low, high) from the device's generator."""
     gen = generator(dev)
-    return gen.integers(low, high, size=shape, dtype=int64)
+    with _on_device(dev):
+        return gen.integers(low, high, size=shape, dtype=int64)
+
+
+def _on_device(dev: Device) -> Any:
+    """A context that makes ``dev`` CuPy's current GPU (new arrays are allocated there); none on the CPU."""
+    if dev.type == "cpu":
+        return contextlib.nullcontext()
+    return require_cuda(dev).cuda.Device(dev.index)
+
+
+# ---- CUDA utilities: synchronisation, names, fused elementwise kernels --------------------------------
+
+
+def cuda_synchronize(dev: Device) -> None:
+    """Wait until every kernel queued on ``dev`` has finished (what a GPU timing must do)."""
+    cupy = require_cuda(dev)
+    with cupy.cuda.Device(dev.index) as gpu:
+        gpu.synchronize()
+
+
+def cuda_current_device() -> int:
+    """The index of CuPy's current GPU."""
+    return int(require_cuda(Device("cuda")).cuda.Device().id)
+
+
+def cuda_device_name(dev: Device) -> str:
+    """The GPU's product name, e.g. ``"NVIDIA H100 80GB HBM3"``."""
+    cupy = require_cuda(dev)
+    name = cupy.cuda.runtime.getDeviceProperties(dev.index)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+_kernels: dict[tuple, Any] = {}
+
+
+def fused_kernel(array: Any, in_params: str, out_params: str, operation: str, name: str) -> Any:
+    """A compiled ``cupy.ElementwiseKernel`` for an array on a GPU, or ``None`` for a NumPy array.
+
+    The kernel is built once per definition (CuPy compiles it on first call and caches the binary).
+    ``operation`` is the C body applied to every element; the callers in ``fused_ops.py`` keep it to
+    declarations and assignments of arithmetic, ``exp`` and ``tanh``.
+    """
+    if isinstance(array, np.ndarray | np.generic) or _cupy is None:
+        return None
+    key = (in_params, out_params, operation, name)
+    kernel = _kernels.get(key)
+    if kernel is None:
+        kernel = _kernels[key] = _cupy.ElementwiseKernel(in_params, out_params, operation, name)
+    return kernel

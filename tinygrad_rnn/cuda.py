@@ -1,4 +1,8 @@
-"""``tg.cuda``: what PyTorch users ask about GPUs, answered through the backend."""
+"""``tg.cuda``: what PyTorch users ask about GPUs, answered through the backend.
+
+Nothing here imports CuPy itself: ``backend`` does, lazily, so ``import tinygrad_rnn`` works (and
+every CPU path runs) on machines without CuPy or without a GPU.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,35 @@ def device_count() -> int:
     return backend.cuda_device_count()
 
 
+def current_device() -> int:
+    """Index of the current GPU (where CuPy allocates when no index is given)."""
+    return backend.cuda_current_device()
+
+
+def get_device_name(device: int | str | backend.Device | None = None) -> str:
+    """The product name of a GPU (the current one by default)."""
+    return backend.cuda_device_name(_cuda_device(device))
+
+
+def synchronize(device: int | str | backend.Device | None = None) -> None:
+    """Block until all kernels queued on the GPU have finished; time GPU code only after this."""
+    backend.cuda_synchronize(_cuda_device(device))
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generators (every device's, as ``tg.manual_seed``: one seed gives one stream per device)."""
+    backend.manual_seed(seed)
+
+
 def manual_seed_all(seed: int) -> None:
     """Seed every device's generator (the same as ``tg.manual_seed``)."""
     backend.manual_seed(seed)
+
+
+def _cuda_device(device: int | str | backend.Device | None) -> backend.Device:
+    if device is None:
+        return backend.Device("cuda", backend.cuda_current_device())
+    dev = backend.device(device)
+    if dev.type != "cuda":
+        raise ValueError(f"expected a CUDA device, got {dev}")
+    return dev

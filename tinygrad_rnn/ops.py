@@ -11,6 +11,8 @@ from typing import Any
 
 from . import backend
 from .autograd import Function
+from .fused_ops import GRUCellPointwise as GRUCellPointwise
+from .fused_ops import LSTMCellPointwise as LSTMCellPointwise
 
 xp_of = backend.get_array_module
 
@@ -519,7 +521,11 @@ class Gather(Function):
         (index,) = ctx.saved
         xp = xp_of(g)
         grad = xp.zeros(ctx.shape, dtype=g.dtype)
-        positions = list(xp.indices(index.shape, sparse=True))
+        # An open grid of positions along every other axis (CuPy's indices has no sparse=True).
+        positions = [
+            xp.arange(n).reshape(tuple(n if k == axis else 1 for k in range(index.ndim)))
+            for axis, n in enumerate(index.shape)
+        ]
         positions[ctx.dim] = index
         backend.scatter_add(grad, tuple(positions), g)
         return None if not ctx.needs_input_grad[0] else grad, None
