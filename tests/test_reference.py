@@ -170,3 +170,64 @@ def test_reference_runs_on_each_device(device):
     exact = reference.gru_bptt(params, inputs, targets)
     for name, grad in result.grads.items():
         assert relative_error(tg.backend.to_numpy(grad), exact.grads[name]) < 1e-10, name
+
+
+MODULES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def module_gradients(cell, params, inputs, targets, h0, c0, loss, reduction, batch_first=False):
+    """The library's own modules, nn.RNN/LSTM/GRU and nn.Linear, unrolled on the tape by backward()."""
+    from tinygrad_rnn import nn
+    from tinygrad_rnn.nn import functional as F
+
+    hidden_size, input_size = params["weight_hh_l0"].shape[1], params["weight_ih_l0"].shape[1]
+    layer = getattr(nn, MODULES[cell])(input_size, hidden_size, batch_first=batch_first).double()
+    readout = nn.Linear(hidden_size, params["readout.weight"].shape[0]).double()
+    layer.load_state_dict(
+        {n: params[n] for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")}
+    )
+    readout.load_state_dict({"weight": params["readout.weight"], "bias": params["readout.bias"]})
+    initial = {"h0": tg.tensor(h0[None], requires_grad=True)}
+    if c0 is not None:
+        initial["c0"] = tg.tensor(c0[None], requires_grad=True)
+    x = tg.tensor(inputs.transpose(1, 0, 2) if batch_first else inputs)
+    hx = (initial["h0"], initial["c0"]) if cell == "lstm" else initial["h0"]
+    output, _ = layer(x, hx)
+    y = readout(output.transpose(0, 1) if batch_first else output)
+    if loss == "mse":
+        value = F.mse_loss(y, tg.tensor(targets), reduction=reduction)
+    else:
+        value = F.cross_entropy(
+            y.reshape(-1, y.shape[-1]), tg.tensor(targets.reshape(-1)), reduction=reduction
+        )
+    value.backward()
+    grads = {name: p.grad.numpy() for name, p in layer.named_parameters()}
+    grads.update({"readout." + name: p.grad.numpy() for name, p in readout.named_parameters()})
+    grads.update({name: t.grad.numpy()[0] for name, t in initial.items()})
+    return value.item(), grads
+
+
+@given(
+    cell=st.sampled_from(CELLS),
+    loss=st.sampled_from(LOSSES),
+    reduction=st.sampled_from(["mean", "sum"]),
+    batch_first=st.booleans(),
+    steps=st.integers(1, 9),
+    batch=st.integers(1, 4),
+    input_size=st.integers(1, 5),
+    hidden_size=st.integers(1, 6),
+    output_size=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_module_backward_equals_hand_derived_bptt_for_every_parameter_and_initial_state(
+    cell, loss, reduction, batch_first, steps, batch, input_size, hidden_size, output_size, seed
+):
+    params, inputs, targets, h0, c0 = make_problem(
+        cell, loss, steps, batch, input_size, hidden_size, output_size, seed
+    )
+    result = reference.bptt(cell, params, inputs, targets, h0, c0, loss=loss, reduction=reduction)
+    value, grads = module_gradients(cell, params, inputs, targets, h0, c0, loss, reduction, batch_first)
+    assert abs(value - result.loss) <= 1e-12 * max(1.0, abs(value))
+    assert set(grads) == set(result.grads)
+    for name, grad in grads.items():
+        assert relative_error(grad, result.grads[name]) < 1e-10, f"{cell}/{loss}: {name}"
