@@ -55,7 +55,7 @@ def test_tensor_copies_its_data():
 
 
 def test_integer_tensors_refuse_requires_grad_with_a_clear_error():
-    with pytest.raises(ValueError, match="only floating-point tensors can require gradients.*int64"):
+    with pytest.raises(ValueError, match=r"only floating-point tensors can require gradients.*int64"):
         tg.tensor([1, 2], requires_grad=True)
     with pytest.raises(ValueError, match="floating-point"):
         tg.tensor([1, 2]).requires_grad_()

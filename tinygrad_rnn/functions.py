@@ -35,22 +35,26 @@ def _factory_args(size: tuple, dtype: Any, device: Any) -> tuple:
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` filled with 0 (default dtype unless ``dtype``; on ``device``)."""
     shape, dtype, dev, xp = _factory_args(size, dtype, device)
     return _factory(_on(dev, lambda: xp.zeros(shape, dtype=dtype)), requires_grad)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` filled with 1."""
     shape, dtype, dev, xp = _factory_args(size, dtype, device)
     return _factory(_on(dev, lambda: xp.ones(shape, dtype=dtype)), requires_grad)
 
 
 def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ``size`` (zeros here; PyTorch leaves it uninitialised)."""
     return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def full(
     size: Any, fill_value: Number, dtype: Any = None, device: Any = None, requires_grad: bool = False
 ) -> Tensor:
+    """A tensor of ``size`` filled with ``fill_value`` (int64 for an int value, as in PyTorch)."""
     if dtype is None and isinstance(fill_value, int) and not isinstance(fill_value, bool):
         dtype = backend.int64
     shape, dtype, dev, xp = _factory_args((size,) if isinstance(size, int) else tuple(size), dtype, device)
@@ -70,6 +74,7 @@ def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool 
 
 
 def randint(low: int, high: int | None = None, size: Sequence[int] = (), device: Any = None) -> Tensor:
+    """Integers drawn uniformly from [low, high) (int64) from the seeded generator."""
     if high is None:
         low, high = 0, low
     shape, _, dev, _ = _factory_args(tuple(size), None, device)
@@ -84,6 +89,7 @@ def arange(
     device: Any = None,
     requires_grad: bool = False,
 ) -> Tensor:
+    """Values start, start + step, ... below ``end``: int64 for int arguments, else the default dtype."""
     if end is None:
         start, end = 0, start
     if dtype is None:
@@ -93,23 +99,28 @@ def arange(
 
 
 def eye(n: int, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """The n x n identity matrix."""
     _, dtype, dev, xp = _factory_args((n,), dtype, device)
     return _factory(_on(dev, lambda: xp.eye(n, dtype=dtype)), requires_grad)
 
 
 def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Zeros of ``t``'s shape, dtype and device unless given."""
     return zeros(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Ones of ``t``'s shape, dtype and device unless given."""
     return ones(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def full_like(t: Tensor, fill_value: Number, dtype: Any = None, device: Any = None) -> Tensor:
+    """``fill_value`` in ``t``'s shape, dtype and device unless given."""
     return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device)
 
 
 def randn_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
+    """Standard normal samples of ``t``'s shape, dtype and device unless given."""
     return randn(*t.shape, dtype=dtype or t.dtype, device=device or t.device)
 
 
@@ -178,46 +189,57 @@ exp, log, tanh, sigmoid, relu, sqrt, abs = (
 
 
 def maximum(a: Tensor, b: Any) -> Tensor:
+    """Elementwise max(a, b) with broadcasting;  the gradient goes to the larger, half to each on a tie."""
     return a.maximum(b)
 
 
 def minimum(a: Tensor, b: Any) -> Tensor:
+    """Elementwise min(a, b) with broadcasting;  the gradient goes to the smaller, half to each on a tie."""
     return a.minimum(b)
 
 
 def clamp(t: Tensor, min: Number | None = None, max: Number | None = None) -> Tensor:
+    """min(max(t, min), max) elementwise;  gradient ``g`` where min <= t <= max, else 0."""
     return t.clamp(min, max)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for 1-D, 2-D and batched (broadcasting) operands, as ``torch.matmul``."""
     return a @ b
 
 
 def logsumexp(t: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
+    """log Σ exp(t) over ``dim`` (int or tuple), finite for large logits;  gradient g·softmax(t)."""
     return t.logsumexp(dim, keepdim)
 
 
 def softmax(t: Tensor, dim: int) -> Tensor:
+    """exp(t) / Σ exp(t) along ``dim``, computed after subtracting the maximum."""
     return t.softmax(dim)
 
 
 def log_softmax(t: Tensor, dim: int) -> Tensor:
+    """t - logsumexp(t) along ``dim``, finite for logits of any size."""
     return t.log_softmax(dim)
 
 
 def split(t: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    """Consecutive pieces of ``split_size`` (the last may be smaller) or of the given sizes along ``dim``."""
     return t.split(split_size_or_sections, dim)
 
 
 def chunk(t: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    """``chunks`` pieces (or fewer) of equal size ceil(n / chunks) along ``dim``, as PyTorch."""
     return t.chunk(chunks, dim)
 
 
 def unbind(t: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
+    """The slices of ``t`` along ``dim``, that axis removed."""
     return t.unbind(dim)
 
 
 def gather(t: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``out[i][j] = t[i][index[i][j]]`` along ``dim`` (``torch.gather``); repeats accumulate."""
     return t.gather(dim, index)
 
 
@@ -233,28 +255,150 @@ def dropout(t: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 
 
 def flatten(t: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dims ``start_dim`` .. ``end_dim`` into one."""
     return t.flatten(start_dim, end_dim)
 
 
 def reshape(t: Tensor, *shape: Any) -> Tensor:
+    """The same elements in a new shape (one size may be -1)."""
     return t.reshape(*shape)
 
 
 def transpose(t: Tensor, dim0: int, dim1: int) -> Tensor:
+    """Swap two dims."""
     return t.transpose(dim0, dim1)
 
 
 def permute(t: Tensor, *dims: Any) -> Tensor:
+    """Reorder the dims."""
     return t.permute(*dims)
 
 
 def squeeze(t: Tensor, dim: int | None = None) -> Tensor:
+    """Remove ``dim`` if its size is 1, or every size-1 dim when ``dim`` is None."""
     return t.squeeze(dim)
 
 
 def unsqueeze(t: Tensor, dim: int) -> Tensor:
+    """Insert a size-1 dim at ``dim`` (negative counts from the end of the new shape)."""
     return t.unsqueeze(dim)
 
 
 def is_tensor(value: Any) -> bool:
+    """True for a :class:`Tensor`."""
     return isinstance(value, Tensor)
+
+
+# ---- functional forms of arithmetic and reductions (defined last: they shadow builtins) ---------------
+
+
+def add(input: Any, other: Any, alpha: Number = 1) -> Tensor:
+    """``input + alpha * other`` (``torch.add``); either side may be a Python number."""
+    return _left(input, other) + (other if alpha == 1 else other * alpha)
+
+
+def sub(input: Any, other: Any, alpha: Number = 1) -> Tensor:
+    """``input - alpha * other`` (``torch.sub``)."""
+    return _left(input, other) - (other if alpha == 1 else other * alpha)
+
+
+def mul(input: Any, other: Any) -> Tensor:
+    """``input * other`` elementwise with broadcasting (``torch.mul``)."""
+    return _left(input, other) * other
+
+
+def div(input: Any, other: Any) -> Tensor:
+    """``input / other`` elementwise with broadcasting (``torch.div``, true division)."""
+    return _left(input, other) / other
+
+
+def pow(input: Any, exponent: Any) -> Tensor:
+    """``input ** exponent`` (``torch.pow``): tensor**number, number**tensor or tensor**tensor."""
+    if isinstance(input, Tensor):
+        return input**exponent
+    if not isinstance(exponent, Tensor):
+        raise TypeError("pow: at least one of input and exponent must be a Tensor")
+    return input**exponent
+
+
+def _left(input: Any, other: Any) -> Tensor:
+    """The left operand as a Tensor: a Python number on the left takes the right tensor's dtype."""
+    if isinstance(input, Tensor):
+        return input
+    if not isinstance(other, Tensor):
+        raise TypeError("expected at least one Tensor operand")
+    return other._operand(input)
+
+
+def neg(t: Tensor) -> Tensor:
+    """``-t``;  gradient ``-g``."""
+    return -t
+
+
+def sum(t: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """``t.sum(dim, keepdim)`` as a function."""
+    return t.sum(dim, keepdim)
+
+
+def mean(t: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """``t.mean(dim, keepdim)`` as a function."""
+    return t.mean(dim, keepdim)
+
+
+def max(t: Tensor, dim: Any = None, keepdim: bool = False) -> Any:
+    """``torch.max``: the largest element, ``(values, indices)`` along ``dim``, or with a tensor as
+    second argument the elementwise maximum."""
+    return t.max(dim, keepdim)
+
+
+def min(t: Tensor, dim: Any = None, keepdim: bool = False) -> Any:
+    """``torch.min``: as :func:`max`, for the smallest."""
+    return t.min(dim, keepdim)
+
+
+def amax(t: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Maximum over ``dim`` (int or tuple); the gradient is shared between tied maxima."""
+    return t.amax(dim, keepdim)
+
+
+def amin(t: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Minimum over ``dim`` (int or tuple); the gradient is shared between tied minima."""
+    return t.amin(dim, keepdim)
+
+
+def argmax(t: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Index of the largest element (of the flattened tensor when ``dim`` is None); not differentiable."""
+    return t.argmax(dim, keepdim)
+
+
+def argmin(t: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Index of the smallest element; not differentiable."""
+    return t.argmin(dim, keepdim)
+
+
+def t(input: Tensor) -> Tensor:
+    """The transpose of a tensor of at most 2 dims."""
+    return input.t()
+
+
+def masked_fill(t: Tensor, mask: Any, value: Number) -> Tensor:
+    """``t`` with ``value`` where ``mask`` is true;  gradient ``g`` where the mask is false, else 0."""
+    return t.masked_fill(mask, value)
+
+
+def numel(t: Tensor) -> int:
+    """The number of elements of ``t``."""
+    return t.numel()
+
+
+clip = clamp
+
+
+def rand_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
+    """Uniform samples in [0, 1) of ``t``'s shape (and dtype and device unless given)."""
+    return rand(*t.shape, dtype=dtype or t.dtype, device=device or t.device)
+
+
+def empty_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
+    """A tensor of ``t``'s shape (zeros here; PyTorch leaves it uninitialised)."""
+    return zeros_like(t, dtype=dtype, device=device)

@@ -488,6 +488,14 @@ class Tensor:
     def minimum(self, other: Any) -> Tensor:
         return ops.Minimum.apply(self, self._operand(other))
 
+    def where(self, condition: Any, other: Any) -> Tensor:
+        """``self`` where ``condition`` is true, else ``other`` (``Tensor.where`` as in PyTorch);
+        gradient ``g`` where the condition holds, 0 elsewhere."""
+        condition = condition if isinstance(condition, Tensor) else Tensor(condition, device=self.device)
+        if condition.dtype.kind != "b":
+            condition = condition != 0
+        return ops.Where.apply(condition, self, self._operand(other))
+
     def masked_fill(self, mask: Any, value: Number) -> Tensor:
         mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=self.device)
         if mask.dtype.kind != "b":
