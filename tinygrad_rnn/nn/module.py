@@ -87,10 +87,10 @@ class Module:
     def __setattr__(self, name: str, value: Any) -> None:
         parameters, buffers, modules = self._registries()
         if isinstance(value, Parameter):
-            self._forget(name)
+            self._forget(name, keep=parameters)
             parameters[name] = value
         elif isinstance(value, Module):
-            self._forget(name)
+            self._forget(name, keep=modules)
             modules[name] = value
         elif name in parameters:
             if value is not None:
@@ -110,10 +110,13 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, name: str, keep: OrderedDict | None = None) -> None:
+        """Drop ``name`` from every other place it may live; ``keep`` holds its place in one registry,
+        so that replacing an entry keeps its position (and the state-dict order)."""
         self.__dict__.pop(name, None)
         for registry in self._registries():
-            registry.pop(name, None)
+            if registry is not keep:
+                registry.pop(name, None)
         self._non_persistent.discard(name)
 
     def __getattr__(self, name: str) -> Any:
@@ -150,8 +153,9 @@ class Module:
         self._check_name("parameter", name)
         if param is not None and not isinstance(param, Parameter):
             raise TypeError(f"register_parameter: '{name}' must be an nn.Parameter or None")
-        self._forget(name)
-        self._registries()[0][name] = param
+        parameters = self._registries()[0]
+        self._forget(name, keep=parameters)
+        parameters[name] = param
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """Register a tensor that is state but not a parameter (moved by ``to``; saved in ``state_dict``
@@ -161,8 +165,9 @@ class Module:
             raise TypeError(
                 f"register_buffer: '{name}' must be a Tensor or None, got {type(tensor).__name__}"
             )
-        self._forget(name)
-        self._registries()[1][name] = tensor
+        buffers = self._registries()[1]
+        self._forget(name, keep=buffers)
+        buffers[name] = tensor
         if not persistent:
             self._non_persistent.add(name)
 
@@ -171,8 +176,9 @@ class Module:
         self._check_name("module", name)
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: '{name}' must be a Module or None, got {type(module).__name__}")
-        self._forget(name)
-        self._registries()[2][name] = module
+        modules = self._registries()[2]
+        self._forget(name, keep=modules)
+        modules[name] = module
 
     register_module = add_module
 
