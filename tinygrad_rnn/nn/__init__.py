@@ -1,6 +1,7 @@
 """Neural-network building blocks: modules, layers, recurrent layers, losses and utilities."""
 
 from . import functional, init
+from .containers import ModuleList, Sequential
 from .layers import Dropout, Embedding, Identity, Linear, ReLU, Sigmoid, Tanh
-from .module import Module, ModuleList, Parameter, Sequential
+from .module import Module, Parameter
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell

@@ -1,0 +1,100 @@
+"""Containers: ``Sequential`` (modules applied in order) and ``ModuleList`` (a registered list)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from .module import Module
+
+
+class Sequential(Module):
+    """Modules applied one after the other: ``Sequential(m0, m1, ...)`` or
+    ``Sequential(OrderedDict(name=module, ...))``; ``forward(x) = m_n(...m1(m0(x)))``."""
+
+    def __init__(self, *modules: Any) -> None:
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], Mapping):
+            for name, module in modules[0].items():
+                self.add_module(name, module)
+        else:
+            for index, module in enumerate(modules):
+                self.add_module(str(index), module)
+
+    def forward(self, input: Any) -> Any:
+        for module in self._modules.values():
+            input = module(input)
+        return input
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, index: int | slice) -> Any:
+        items = list(self._modules.items())
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(items[index]))
+        if not -len(items) <= index < len(items):
+            raise IndexError(f"Sequential index {index} is out of range for {len(items)} modules")
+        return items[index][1]
+
+    def append(self, module: Module) -> Sequential:
+        """Add ``module`` at the end; returns self."""
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+
+class ModuleList(Module):
+    """A list of submodules, registered so that their parameters belong to the parent
+    (``ModuleList([Linear(2, 2) for _ in range(3)])``); it has no ``forward`` of its own."""
+
+    def __init__(self, modules: Iterable[Module] | None = None) -> None:
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def _index(self, index: int) -> int:
+        size = len(self._modules)
+        if not -size <= index < size:
+            raise IndexError(f"ModuleList index {index} is out of range for {size} modules")
+        return index % size
+
+    def __getitem__(self, index: int | slice) -> Any:
+        values = list(self._modules.values())
+        if isinstance(index, slice):
+            return ModuleList(values[index])
+        return values[self._index(index)]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        self.add_module(str(self._index(index)), module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
+        return self.extend(modules)
+
+    def append(self, module: Module) -> ModuleList:
+        """Add ``module`` at the end; returns self."""
+        self.add_module(str(len(self._modules)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        """Append every module of ``modules``; returns self."""
+        for module in modules:
+            self.append(module)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        """Insert ``module`` before position ``index``."""
+        values = list(self._modules.values())
+        values.insert(index, module)
+        self._modules.clear()
+        for position, value in enumerate(values):
+            self.add_module(str(position), value)
