@@ -48,6 +48,9 @@ def _rnn_relu_pointwise(gates: Tensor) -> Tensor:
 
 def _lstm_pointwise(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """gates (B, 4H) laid out i, f, g, o; returns h' = σ(o) tanh(c'), c' = σ(f) c + σ(i) tanh(g)."""
+    if gates.device.type == "cuda":
+        # One fused kernel instead of a dozen small launches per step on a GPU.
+        return ops.LSTMCellPointwise.apply(gates, c)
     hidden = gates.shape[1] // 4
     i, f, g, o = ops.Split.apply(gates, sizes=(hidden,) * 4, dim=1)
     c_next = ops.Add.apply(
@@ -60,6 +63,8 @@ def _lstm_pointwise(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
 def _gru_pointwise(input_gates: Tensor, hidden_gates: Tensor, h: Tensor) -> Tensor:
     """input_gates = W_ih x + b_ih and hidden_gates = W_hh h + b_hh, both (B, 3H) laid out r, z, n;
     returns h' = n + z (h - n) = (1 - z) n + z h."""
+    if h.device.type == "cuda":
+        return ops.GRUCellPointwise.apply(input_gates, hidden_gates, h)
     hidden = h.shape[1]
     sizes = (2 * hidden, hidden)
     input_rz, input_n = ops.Split.apply(input_gates, sizes=sizes, dim=1)

@@ -1,0 +1,502 @@
+"""A test double for CuPy, so the CUDA code paths of the backend run on machines without a GPU.
+
+``FakeCupy`` wraps NumPy behind its own array type (``FakeArray``, not a ``numpy.ndarray``), its own
+devices (``cuda.Device``, ``cuda.runtime.getDeviceCount``) and the CuPy-only entry points the backend
+uses (``asnumpy``, ``ElementwiseKernel``, ``cupyx.scatter_add``, ``random.default_rng``). Plugged into
+``tinygrad_rnn.backend`` by monkeypatching (:func:`install`), it makes ``"cuda"`` tensors, device
+moves, mismatch errors, ``Module.to("cuda")`` and optimizer state placement run in CPU CI.
+
+It is also strict where CuPy is stricter than NumPy, so code that would break on a real GPU breaks
+here: no implicit conversion to NumPy (``numpy.asarray(fake)`` raises, as CuPy's does), no NumPy
+arrays mixed into its operations or indices, no arrays from two devices in one operation, no
+module-level random state (``cupy.random.seed``, ``cupy.random.rand``), no ufunc ``.at`` (use
+``cupyx.scatter_add``), no object dtypes, only the functions and methods listed below, and results
+that are 0-d arrays where NumPy would return NumPy scalars. ``ndarray.tolist`` is refused too: host
+data must leave the device through the backend (``backend.to_numpy``), explicitly.
+
+What it does not check: the GPU. It compiles no CUDA, measures no speed, and shares NumPy's numerics;
+``ElementwiseKernel`` evaluates the kernel's C body as NumPy expressions (a restricted subset: typed
+declarations and assignments), which checks the formula written in the kernel but not its
+compilation. ``benchmarks/gpu_check.sh`` is the check on a real GPU.
+"""
+
+from __future__ import annotations
+
+import copy as copy_module
+import re
+import types
+from typing import Any, ClassVar
+
+import numpy as np
+
+# Functions of the ``cupy`` namespace this double offers (all exist in CuPy with NumPy's meaning).
+FUNCTIONS = frozenset(
+    """abs absolute add all allclose amax amin any arange argmax argmin argsort array_equal array_split
+    ascontiguousarray broadcast_arrays broadcast_to ceil clip concatenate copyto cos count_nonzero
+    cumprod cumsum diag diagonal divide dot einsum empty empty_like equal exp expand_dims expm1 eye
+    flip floor full full_like greater greater_equal isclose isfinite isinf isnan less less_equal
+    linspace log log1p logaddexp logical_and logical_not logical_or matmul max maximum mean min
+    minimum moveaxis multiply negative nonzero not_equal ones ones_like outer power prod ravel
+    reciprocal repeat reshape round sign sin sort split sqrt square squeeze stack std subtract sum
+    swapaxes take take_along_axis tanh tensordot tile transpose tril triu true_divide var where
+    zeros zeros_like""".split()  # noqa: SIM905
+)
+# Constants and dtype helpers, passed through unchanged.
+CONSTANTS = frozenset(
+    """bool_ int8 int16 int32 int64 uint8 float16 float32 float64 dtype newaxis pi e inf nan finfo
+    iinfo result_type promote_types can_cast issubdtype integer floating number generic""".split()  # noqa: SIM905
+)
+LINALG = frozenset(["norm", "svd", "qr", "eigh", "inv", "solve", "det", "cholesky"])
+# ndarray methods this double offers (CuPy's ndarray has all of them).
+METHODS = frozenset(
+    """all any argmax argmin argsort astype clip conj copy cumsum diagonal dot fill flatten item max
+    mean min nonzero prod ravel repeat reshape round sort squeeze std sum swapaxes take trace
+    transpose var view""".split()  # noqa: SIM905
+)
+REFUSED = {
+    "tolist": "host data leaves the device through backend.to_numpy (CuPy's tolist is a hidden copy)",
+    "tobytes": "host data leaves the device through backend.to_numpy",
+    "ctypes": "a GPU array has no host pointer",
+}
+INSTALL_HINT = "this fake models the part of CuPy the backend may use"
+
+
+class FakeCudaError(RuntimeError):
+    """What a CUDA runtime error from CuPy looks like here."""
+
+
+class _DeviceRef:
+    """``array.device``: CuPy's ``cupy.cuda.Device`` of the array (only ``.id`` is read)."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, index: int) -> None:
+        self.id = index
+
+    def __repr__(self) -> str:
+        return f"<CUDA Device {self.id}>"
+
+
+def _refuse_numpy(value: Any, where: str) -> None:
+    raise TypeError(
+        f"fake cupy: {where} got a numpy.ndarray (shape {value.shape}); CuPy refuses NumPy arrays "
+        "here: move it to the device first (backend.to_device)"
+    )
+
+
+def _unwrap(value: Any, devices: set, where: str, allow_numpy: bool = False) -> Any:
+    """Host arrays behind FakeArrays (recording their devices); NumPy arrays are refused."""
+    if isinstance(value, FakeArray):
+        devices.add(value._device)
+        return value._host
+    if isinstance(value, np.ndarray):
+        if not allow_numpy:
+            _refuse_numpy(value, where)
+        if value.dtype.kind == "O":
+            raise TypeError(f"fake cupy: {where}: CuPy has no object arrays")
+        return value
+    if isinstance(value, tuple):
+        return tuple(_unwrap(v, devices, where, allow_numpy) for v in value)
+    if isinstance(value, list):
+        return [_unwrap(v, devices, where, allow_numpy) for v in value]
+    return value
+
+
+def _single_device(devices: set, default: int, where: str) -> int:
+    if len(devices) > 1:
+        raise ValueError(
+            f"fake cupy: {where} mixes arrays from devices {sorted(devices)}; CuPy needs them on one GPU"
+        )
+    return next(iter(devices)) if devices else default
+
+
+def _wrap(value: Any, device: int) -> Any:
+    """FakeArrays around NumPy results; NumPy scalars become 0-d arrays, as CuPy returns."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "O":
+            raise TypeError("fake cupy: CuPy has no object arrays")
+        return FakeArray(value, device)
+    if isinstance(value, np.generic):
+        return FakeArray(np.asarray(value), device)
+    if isinstance(value, tuple):
+        return tuple(_wrap(v, device) for v in value)
+    if isinstance(value, list):
+        return [_wrap(v, device) for v in value]
+    return value
+
+
+class FakeArray:
+    """A "GPU" array: a NumPy array it does not let go of, and the index of the device it lives on."""
+
+    __slots__ = ("_device", "_host")
+    __array_ufunc__ = None  # NumPy operators defer to ours, which refuse NumPy operands
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, host: np.ndarray, device: int) -> None:
+        self._host = host
+        self._device = device
+
+    # ---- attributes -----------------------------------------------------------------------------------
+    shape = property(lambda self: self._host.shape)
+    ndim = property(lambda self: self._host.ndim)
+    dtype = property(lambda self: self._host.dtype)
+    size = property(lambda self: self._host.size)
+    nbytes = property(lambda self: self._host.nbytes)
+    itemsize = property(lambda self: self._host.itemsize)
+    strides = property(lambda self: self._host.strides)
+    T = property(lambda self: FakeArray(self._host.T, self._device))
+    device = property(lambda self: _DeviceRef(self._device))
+
+    def get(self) -> np.ndarray:
+        """A host copy, as ``cupy.ndarray.get``."""
+        return self._host.copy()
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a "
+            "NumPy array explicitly. (fake cupy: go through backend.to_numpy)"
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        if name in METHODS:
+            method = getattr(self._host, name)
+            where = f"ndarray.{name}"
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                devices = {self._device}
+                args = _unwrap(args, devices, where)
+                kwargs = _unwrap(dict(kwargs), devices, where)
+                device = _single_device(devices, self._device, where)
+                with np.errstate(all="ignore"):
+                    return _wrap(method(*args, **kwargs), device)
+
+            return call
+        if name in REFUSED:
+            raise AttributeError(f"fake cupy: ndarray.{name} is refused: {REFUSED[name]}")
+        raise AttributeError(f"fake cupy: ndarray has no attribute {name!r} ({INSTALL_HINT})")
+
+    def __repr__(self) -> str:
+        return f"fake_cupy.array({self._host!r}, device={self._device})"
+
+    def __len__(self) -> int:
+        return len(self._host)
+
+    def __iter__(self) -> Any:
+        return (_wrap(row, self._device) for row in self._host)
+
+    def __float__(self) -> float:
+        return float(self._host)
+
+    def __int__(self) -> int:
+        return int(self._host)
+
+    def __bool__(self) -> bool:
+        return bool(self._host)
+
+    def __index__(self) -> int:
+        return self._host.__index__()
+
+    def __copy__(self) -> FakeArray:
+        return FakeArray(self._host.copy(), self._device)
+
+    def __deepcopy__(self, memo: dict) -> FakeArray:
+        return FakeArray(copy_module.deepcopy(self._host, memo), self._device)
+
+    def __getitem__(self, index: Any) -> Any:
+        devices = {self._device}
+        host_index = _unwrap(index, devices, "indexing")
+        device = _single_device(devices, self._device, "indexing")
+        return _wrap(self._host[host_index], device)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        devices = {self._device}
+        host_index = _unwrap(index, devices, "index assignment")
+        host_value = _unwrap(value, devices, "index assignment")
+        _single_device(devices, self._device, "index assignment")
+        self._host[host_index] = host_value
+
+
+def _binary(name: str) -> Any:
+    def operator(self: FakeArray, other: Any) -> Any:
+        devices = {self._device}
+        other = _unwrap(other, devices, f"operator {name}")
+        device = _single_device(devices, self._device, f"operator {name}")
+        with np.errstate(all="ignore"):
+            result = getattr(self._host, name)(other)
+        if result is NotImplemented:
+            return NotImplemented
+        if name.startswith("__i"):
+            return self  # in place: the host array was updated
+        return _wrap(result, device)
+
+    operator.__name__ = name
+    return operator
+
+
+def _unary(name: str) -> Any:
+    def operator(self: FakeArray) -> Any:
+        return _wrap(getattr(self._host, name)(), self._device)
+
+    operator.__name__ = name
+    return operator
+
+
+_OPERATORS = "add sub mul truediv floordiv mod pow matmul and or xor lt le gt ge eq ne lshift rshift"
+for _name in _OPERATORS.split():
+    for _form in (f"__{_name}__", f"__r{_name}__", f"__i{_name}__"):
+        if hasattr(np.ndarray, _form):
+            setattr(FakeArray, _form, _binary(_form))
+for _form in ("__neg__", "__pos__", "__abs__", "__invert__"):
+    setattr(FakeArray, _form, _unary(_form))
+
+
+class _Function:
+    """A CuPy function: unwraps FakeArrays, refuses NumPy arrays, wraps the result on the right GPU."""
+
+    def __init__(self, fake: FakeCupy, name: str, function: Any) -> None:
+        self.fake, self.name, self.function = fake, name, function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        where = f"cupy.{self.name}"
+        if self.name == "indices" and "sparse" in kwargs:
+            raise TypeError("fake cupy: cupy.indices() has no sparse= argument")
+        devices: set = set()
+        args = _unwrap(args, devices, where)
+        kwargs = _unwrap(dict(kwargs), devices, where)
+        if kwargs.get("dtype") is not None and np.dtype(kwargs["dtype"]).kind == "O":
+            raise TypeError(f"fake cupy: {where}: CuPy has no object arrays")
+        # Arrays are made on the GPU of their inputs, or on the current GPU (zeros, arange, ...).
+        device = _single_device(devices, self.fake.current, where)
+        with np.errstate(all="ignore"):
+            result = self.function(*args, **kwargs)
+        return _wrap(result, device)
+
+    def __getattr__(self, attribute: str) -> Any:
+        raise AttributeError(
+            f"fake cupy: cupy.{self.name}.{attribute} is refused: ufunc methods such as .at are "
+            "NumPy-specific here; use backend.scatter_add"
+        )
+
+
+class _Generator:
+    """``cupy.random.Generator``: NumPy's generator underneath, FakeArrays out."""
+
+    def __init__(self, fake: FakeCupy, seed: Any) -> None:
+        self.fake, self.device = fake, fake.current
+        self.numpy_generator = np.random.default_rng(seed)
+
+    def _draw(self, method: str, *args: Any, **kwargs: Any) -> FakeArray:
+        if self.fake.current != self.device:
+            raise FakeCudaError("fake cupy: a generator draws on the GPU it was created on")
+        return FakeArray(np.asarray(getattr(self.numpy_generator, method)(*args, **kwargs)), self.device)
+
+    def standard_normal(self, size: Any = None, dtype: Any = np.float64) -> FakeArray:
+        return self._draw("standard_normal", size, dtype=dtype)
+
+    def random(self, size: Any = None, dtype: Any = np.float64) -> FakeArray:
+        return self._draw("random", size, dtype=dtype)
+
+    def integers(self, low: int, high: Any = None, size: Any = None, dtype: Any = np.int64) -> FakeArray:
+        return self._draw("integers", low, high, size=size, dtype=dtype)
+
+
+class _Random(types.SimpleNamespace):
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"fake cupy: cupy.random.{name} is refused: module-level random state is shared and "
+            "unseeded by tg.manual_seed; draw from backend.generator(device)"
+        )
+
+
+class _ElementwiseKernel:
+    """``cupy.ElementwiseKernel`` evaluated on the host: the C body is read as NumPy expressions.
+
+    Supported C: statements ``T name = expression;`` and ``name = expression;`` whose expressions use
+    + - * /, parentheses, numbers, ``exp``, ``tanh``, ``log``, ``sqrt`` and the parameters. Anything
+    else (branches, loops, casts, ``?:``) raises, so kernels stay inside what this check can read.
+    """
+
+    _DECLARATION = re.compile(r"^(?:const\s+)?(?:T|float|double)\s+([A-Za-z]\w*)\s*=\s*(.+)$", re.S)
+    _ASSIGNMENT = re.compile(r"^([A-Za-z]\w*)\s*=\s*(.+)$", re.S)
+    _EXPRESSION = re.compile(r"^[\w\s.+\-*/()]+$")
+    _MATH: ClassVar[dict] = {"exp": np.exp, "tanh": np.tanh, "log": np.log, "sqrt": np.sqrt}
+
+    def __init__(self, fake: FakeCupy, in_params: str, out_params: str, operation: str, name: str) -> None:
+        self.fake, self.name = fake, name
+        self.inputs = self._parameters(in_params)
+        self.outputs = self._parameters(out_params)
+        reserved = {"i", "n"} & set(self.inputs + self.outputs)
+        if reserved or any(p.startswith("_") for p in self.inputs + self.outputs):
+            raise ValueError(f"fake cupy: kernel {name}: parameter names {reserved} are reserved by CuPy")
+        self.statements = []
+        for statement in operation.split(";"):
+            statement = statement.strip()
+            if not statement:
+                continue
+            match = self._DECLARATION.match(statement) or self._ASSIGNMENT.match(statement)
+            if match is None or not self._EXPRESSION.match(match.group(2)):
+                raise NotImplementedError(
+                    f"fake cupy: kernel {name}: cannot read the statement {statement!r}"
+                )
+            self.statements.append((match.group(1), compile(match.group(2), name, "eval")))
+        self.calls = 0
+
+    @staticmethod
+    def _parameters(spec: str) -> list[str]:
+        names = []
+        for parameter in spec.split(","):
+            words = parameter.split()
+            if len(words) != 2 or words[0] != "T":
+                raise ValueError(f"fake cupy: parameters must be spelled 'T name', got {parameter!r}")
+            names.append(words[1])
+        return names
+
+    def __call__(self, *arrays: Any) -> Any:
+        if len(arrays) not in (len(self.inputs), len(self.inputs) + len(self.outputs)):
+            raise TypeError(
+                f"fake cupy: kernel {self.name} takes {len(self.inputs)} inputs, optionally followed by "
+                f"all {len(self.outputs)} outputs; got {len(arrays)} arrays"
+            )
+        devices: set = set()
+        hosts = _unwrap(list(arrays), devices, f"kernel {self.name}")
+        if not all(isinstance(a, FakeArray) for a in arrays):
+            raise TypeError(f"fake cupy: kernel {self.name}: every argument must be a device array")
+        device = _single_device(devices, self.fake.current, f"kernel {self.name}")
+        dtypes = {h.dtype for h in hosts}
+        if len(dtypes) != 1:
+            raise TypeError(f"fake cupy: kernel {self.name}: type T bound to several dtypes {dtypes}")
+        inputs = hosts[: len(self.inputs)]
+        shape = np.broadcast_shapes(*(h.shape for h in inputs))
+        environment: dict[str, Any] = dict(self._MATH)
+        environment.update(zip(self.inputs, np.broadcast_arrays(*inputs)))
+        with np.errstate(all="ignore"):
+            for target, expression in self.statements:
+                value = eval(expression, {"__builtins__": {}}, environment)
+                environment[target] = np.asarray(value, dtype=inputs[0].dtype)
+        self.calls += 1
+        if len(arrays) == len(self.inputs):
+            results = tuple(
+                FakeArray(np.array(np.broadcast_to(environment[o], shape)), device) for o in self.outputs
+            )
+        else:
+            results = arrays[len(self.inputs) :]
+            for name, out in zip(self.outputs, results):
+                out._host[...] = environment[name]
+        return results[0] if len(results) == 1 else results
+
+
+class FakeCupy:
+    """The ``cupy`` module as seen by the backend; ``device_count=0`` models CuPy without a GPU."""
+
+    def __init__(self, device_count: int = 1) -> None:
+        self.device_count = device_count
+        self._stack = [0]
+        self.kernels: list[_ElementwiseKernel] = []
+        fake = self
+        self.ndarray = FakeArray
+
+        class Device:
+            """``cupy.cuda.Device``: a context manager that makes a GPU current."""
+
+            def __init__(self, index: int | None = None) -> None:
+                self.id = fake.current if index is None else int(index)
+                if not 0 <= self.id < fake.device_count:
+                    raise FakeCudaError(f"cudaErrorInvalidDevice: invalid device ordinal {self.id}")
+
+            def __enter__(self) -> Device:
+                fake._stack.append(self.id)
+                return self
+
+            def __exit__(self, *exc: Any) -> None:
+                fake._stack.pop()
+
+            def use(self) -> None:
+                fake._stack[-1] = self.id
+
+            def synchronize(self) -> None:
+                fake.synchronized += 1
+
+        def get_device_count() -> int:
+            if fake.device_count == 0:
+                raise FakeCudaError("cudaErrorNoDevice: no CUDA-capable device is detected")
+            return fake.device_count
+
+        def get_device_properties(index: int) -> dict:
+            return {"name": f"Fake GPU {index}".encode()}
+
+        self.synchronized = 0
+        runtime = types.SimpleNamespace(
+            getDeviceCount=get_device_count, getDeviceProperties=get_device_properties
+        )
+        self.cuda = types.SimpleNamespace(Device=Device, runtime=runtime)
+        self.random = _Random(default_rng=lambda seed=None: _Generator(fake, seed))
+        self.linalg = types.SimpleNamespace(
+            **{name: _Function(self, f"linalg.{name}", getattr(np.linalg, name)) for name in LINALG}
+        )
+        self.cupyx = types.SimpleNamespace(scatter_add=self._scatter_add)
+
+    @property
+    def current(self) -> int:
+        return self._stack[-1]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in FUNCTIONS or name == "indices":
+            return _Function(self, name, getattr(np, name))
+        if name in CONSTANTS:
+            return getattr(np, name)
+        raise AttributeError(f"fake cupy: cupy.{name} is not offered ({INSTALL_HINT})")
+
+    def asarray(self, data: Any, dtype: Any = None) -> FakeArray:
+        """``cupy.asarray``: device arrays pass through unless the dtype changes; host data is copied."""
+        if isinstance(data, FakeArray):
+            if dtype is None or np.dtype(dtype) == data.dtype:
+                return data
+            return FakeArray(data._host.astype(dtype), data._device)
+        return self._from_host("asarray", data, dtype)
+
+    def array(self, data: Any, dtype: Any = None, copy: bool = True) -> FakeArray:
+        """``cupy.array``: a copy on the current GPU."""
+        if isinstance(data, FakeArray):
+            return FakeArray(np.array(data._host, dtype=dtype, copy=True), self.current)
+        return self._from_host("array", data, dtype)
+
+    def _from_host(self, name: str, data: Any, dtype: Any) -> FakeArray:
+        if self.device_count == 0:
+            raise FakeCudaError("cudaErrorNoDevice: no CUDA-capable device is detected")
+        host = np.array(_unwrap(data, set(), f"cupy.{name}", allow_numpy=True), dtype=dtype, copy=True)
+        if host.dtype.kind == "O":
+            raise TypeError("fake cupy: CuPy has no object arrays")
+        return FakeArray(host, self.current)
+
+    def asnumpy(self, array: Any) -> np.ndarray:
+        """``cupy.asnumpy``: a host copy."""
+        if isinstance(array, FakeArray):
+            return array._host.copy()
+        return np.asarray(array)
+
+    def ElementwiseKernel(self, in_params: str, out_params: str, operation: str, name: str) -> Any:
+        kernel = _ElementwiseKernel(self, in_params, out_params, operation, name)
+        self.kernels.append(kernel)
+        return kernel
+
+    @staticmethod
+    def _scatter_add(target: FakeArray, indices: Any, values: Any) -> None:
+        devices = {target._device}
+        host_indices = _unwrap(indices, devices, "cupyx.scatter_add")
+        host_values = _unwrap(values, devices, "cupyx.scatter_add")
+        _single_device(devices, target._device, "cupyx.scatter_add")
+        np.add.at(target._host, host_indices, host_values)
+
+
+def install(monkeypatch: Any, device_count: int = 1) -> FakeCupy:
+    """Make ``tinygrad_rnn.backend`` use a fresh ``FakeCupy`` for the rest of a test."""
+    from tinygrad_rnn import backend
+
+    fake = FakeCupy(device_count)
+    monkeypatch.setattr(backend, "_cupy", fake)
+    monkeypatch.setattr(backend, "_cupyx", fake.cupyx)
+    monkeypatch.setattr(backend, "_cupy_tried", True)
+    monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(backend, "_generators", {})
+    monkeypatch.setattr(backend, "_kernels", {})
+    return fake
