@@ -24,7 +24,6 @@ import itertools
 import math
 import os
 import traceback
-from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -52,18 +51,20 @@ class Function:
     in the broadcast shape: the tape reduces them to the input's shape in one place (:func:`unbroadcast`).
     """
 
-    __slots__ = (
-        "freed",
-        "hooks",
-        "input_shapes",
-        "n_outputs",
-        "needs_input_grad",
-        "parent_indices",
-        "parents",
-        "saved",
-        "saved_versions",
-        "seq",
-    )
+    # Attributes every recorded node sets live in slots; the rarely used ones are class-level
+    # defaults that a node overrides only when it needs them. The first two parents sit in slots of
+    # the node itself rather than in a tuple: the node is then the only object per op that Python's
+    # cycle collector tracks, which halves the cost of its full collections on a long tape.
+    __slots__ = ("first", "needs_input_grad", "second", "seq")
+
+    more_parents: tuple | None = None  # all parents, for an op with more than two inputs
+
+    saved: Any = ()  # None once the backward pass has freed them
+    saved_versions: tuple | None = None
+    hooks: list | None = None
+    parent_indices: tuple | None = None
+    input_shapes: tuple | None = None  # only kept when some input's shape differs from the output's
+    n_outputs = 1
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays for the backward pass; freed when the backward pass has used them."""
@@ -79,17 +80,38 @@ class Function:
     def name(self) -> str:
         return type(self).__name__
 
+    @property
+    def parents(self) -> tuple:
+        """One entry per positional input: the node that produced it, the leaf tensor itself, or None
+        when that input needs no gradient."""
+        if self.more_parents is not None:
+            return self.more_parents
+        return (self.first,) if len(self.needs_input_grad) == 1 else (self.first, self.second)
+
+    @property
+    def freed(self) -> bool:
+        """True once a backward pass without ``retain_graph`` has released the saved arrays."""
+        return self.saved is None
+
     def __repr__(self) -> str:
         return f"<{self.name} node #{self.seq}>"
 
     @classmethod
     def apply(cls, *inputs: Any, **constants: Any) -> Any:
-        """Run the op forward on ``inputs`` (Tensors) and, when a gradient is needed, record the node."""
-        ctx = cls.__new__(cls)
-        ctx.saved = ()
-        datas = [t._data for t in inputs]
-        if len(datas) > 1:
-            _check_same_device(cls, inputs, datas)
+        """Run the op forward on ``inputs`` (Tensors) and, when a gradient is needed, record the node.
+
+        This runs once per op of every forward pass, so it is written for speed: no per-op work that
+        the backward pass does not need (see docs/performance.md for the measurements).
+        """
+        ctx = _object_new(cls)
+        if len(inputs) == 1:
+            datas: Any = (inputs[0]._data,)
+        else:
+            datas = [t._data for t in inputs]
+            for d in datas:
+                if type(d) is not _NDARRAY:
+                    _check_same_device(cls, inputs, datas)
+                    break
         try:
             out = ctx.forward(*datas, **constants)
         except (ValueError, IndexError, TypeError) as error:
@@ -97,74 +119,171 @@ class Function:
         if _anomaly_enabled:
             _anomaly_check_forward(ctx, out)
 
-        record = _grad_enabled
-        if record:
+        record = False
+        if _grad_enabled:
             for t in inputs:
                 if t.requires_grad:
+                    record = True
                     break
-            else:
-                record = False
-        make = Tensor._make
+        if type(out) is tuple:
+            return _wrap_outputs(ctx, inputs, datas, out, record)
+        if type(out) is not _NDARRAY:
+            out = _as_ndarray(out)  # NumPy returns scalars for 0-d results
         if not record:
-            if type(out) is tuple:
-                return tuple(make(backend.ensure_array(o), False, None, 0) for o in out)
-            return make(backend.ensure_array(out), False, None, 0)
+            return _make(out, False, None, 0)
 
         # Parents are the producing nodes (or leaf tensors); keeping nodes rather than input tensors
-        # lets an interior tensor's data be freed as soon as no op saved it.
-        parents = []
-        indices = None
-        for position, t in enumerate(inputs):
-            if not t.requires_grad:
-                parents.append(None)
-            elif t._ctx is None:
-                parents.append(t)
+        # lets an interior tensor's data be freed as soon as no op saved it. One- and two-input ops
+        # (nearly all of them) take an unrolled path.
+        shape = out.shape
+        n_inputs = len(inputs)
+        if n_inputs == 1:
+            a = inputs[0]
+            node = a._ctx
+            ctx.second = None
+            if node is None:
+                ctx.first = a
             else:
-                parents.append(t._ctx)
-                if t._index:
-                    if indices is None:
-                        indices = [0] * len(inputs)
-                    indices[position] = t._index
-        ctx.parents = tuple(parents)
-        ctx.parent_indices = indices and tuple(indices)
-        ctx.needs_input_grad = tuple(p is not None for p in parents)
-        ctx.input_shapes = tuple(d.shape for d in datas)
-        ctx.seq = next(_creation_counter)
-        ctx.hooks = None
-        ctx.freed = False
-        if type(out) is tuple:
-            ctx.n_outputs = len(out)
-            outputs = tuple(make(backend.ensure_array(o), True, ctx, i) for i, o in enumerate(out))
+                ctx.first = node
+                if a._index:
+                    ctx.parent_indices = (a._index,)
+            ctx.needs_input_grad = _NEEDS_ONE
+            if datas[0].shape != shape:
+                ctx.input_shapes = (datas[0].shape,)
+        elif n_inputs == 2 and not (inputs[0]._index or inputs[1]._index):
+            a, b = inputs
+            if a.requires_grad:
+                pa = a if a._ctx is None else a._ctx
+                ctx.first = pa
+                if b.requires_grad:
+                    ctx.second = b if b._ctx is None else b._ctx
+                    ctx.needs_input_grad = _NEEDS_BOTH
+                else:
+                    ctx.second = None
+                    ctx.needs_input_grad = _NEEDS_FIRST
+            else:
+                ctx.first = None
+                ctx.second = b if b._ctx is None else b._ctx
+                ctx.needs_input_grad = _NEEDS_SECOND
+            a_shape, b_shape = datas[0].shape, datas[1].shape
+            if a_shape != shape or b_shape != shape:
+                ctx.input_shapes = (a_shape, b_shape)
         else:
-            ctx.n_outputs = 1
-            outputs = make(backend.ensure_array(out), True, ctx, 0)
-        ctx.saved_versions = _saved_versions(ctx.saved, inputs, outputs) if ctx.saved else None
-        return outputs
+            _link_parents(ctx, inputs, datas, shape)
+        ctx.seq = _next_seq()
+        output = _make(out, True, ctx, 0)
+        if ctx.saved:
+            ctx.saved_versions = _saved_versions(ctx.saved, inputs, (output,))
+        return output
+
+
+_object_new = object.__new__
+_NDARRAY = backend.NUMPY_ARRAY
+_NEEDS_ONE = (True,)
+_NEEDS_BOTH, _NEEDS_FIRST, _NEEDS_SECOND = (True, True), (True, False), (False, True)
+_NEEDS_TWO = {_NEEDS_BOTH: _NEEDS_BOTH, _NEEDS_FIRST: _NEEDS_FIRST, _NEEDS_SECOND: _NEEDS_SECOND}
+_as_ndarray = backend.ensure_array
+_next_seq = _creation_counter.__next__
+_VERSION_BYTES = 8
+_VERSION_ZERO = bytes(_VERSION_BYTES)
+
+
+def _make(data: Any, requires_grad: bool, ctx: Any, index: int) -> Any:
+    """``Tensor._make``; tensor.py rebinds this name to it directly when it registers the class."""
+    return Tensor._make(data, requires_grad, ctx, index)
+
+
+def _link_parents(ctx: Function, inputs: tuple, datas: Any, shape: tuple) -> None:
+    """Record the parents, which inputs need a gradient, and the input shapes when they differ."""
+    parents = []
+    indices = None
+    differ = False
+    for position, t in enumerate(inputs):
+        if datas[position].shape != shape:
+            differ = True
+        if not t.requires_grad:
+            parents.append(None)
+        elif t._ctx is None:
+            parents.append(t)
+        else:
+            parents.append(t._ctx)
+            if t._index:
+                if indices is None:
+                    indices = [0] * len(inputs)
+                indices[position] = t._index
+    parents.append(None)  # a single-input op's empty second slot
+    ctx.first, ctx.second = parents[0], parents[1]
+    if len(inputs) > 2:
+        ctx.more_parents = tuple(parents[:-1])
+    needs = tuple([p is not None for p in parents[: len(inputs)]])
+    ctx.needs_input_grad = _NEEDS_TWO.get(needs, needs)
+    if indices is not None:
+        ctx.parent_indices = tuple(indices)
+    if differ:
+        ctx.input_shapes = tuple([d.shape for d in datas])
+
+
+def _wrap_outputs(ctx: Function, inputs: tuple, datas: Any, out: tuple, record: bool) -> tuple:
+    """The multi-output path of :meth:`Function.apply` (split, unbind, fused cells)."""
+    ensure = backend.ensure_array
+    if not record:
+        return tuple(_make(ensure(o), False, None, 0) for o in out)
+    # Multi-output ops reduce or slice, so their inputs' shapes are always kept for the walk.
+    _link_parents(ctx, inputs, datas, None)
+    ctx.n_outputs = len(out)
+    ctx.seq = _next_seq()
+    outputs = tuple(_make(ensure(o), True, ctx, i) for i, o in enumerate(out))
+    if ctx.saved:
+        ctx.saved_versions = _saved_versions(ctx.saved, inputs, outputs)
+    return outputs
 
 
 def _version_box(t: Any) -> Any:
     """The tensor's in-place version counter, created on first need.
 
-    It is a one-element ``array('q')``: mutable, shared by every alias of the storage (``detach``), and
-    invisible to Python's cycle collector, so recording it costs the collector nothing.
+    It is an 8-byte ``bytearray`` holding a little-endian count: mutable, shared by every alias of the
+    storage (``detach``), and, unlike ``array.array`` or a list, not tracked by Python's cycle
+    collector, so the nodes that record it cost the collector nothing. A node keeps an immutable
+    ``bytes`` snapshot of it; the backward pass compares the two.
     """
     box = t._version
     if box is None:
-        box = t._version = array("q", (0,))
+        box = t._version = bytearray(_VERSION_BYTES)
     return box
 
 
-def _saved_versions(saved: tuple, inputs: tuple, outputs: Any) -> tuple | None:
-    """Record (counter, version) for every input or output whose data the op saved."""
-    candidates = (*inputs, *outputs) if type(outputs) is tuple else (*inputs, outputs)
+def version_number(box: Any) -> int:
+    """The count held in a version box (0 for a tensor never changed in place, whose box is None)."""
+    return 0 if box is None else int.from_bytes(box, "little")
+
+
+def bump_version(t: Any) -> None:
+    """Count one in-place change of ``t``'s storage."""
+    box = _version_box(t)
+    box[:] = (int.from_bytes(box, "little") + 1).to_bytes(_VERSION_BYTES, "little")
+
+
+def _saved_versions(saved: tuple, inputs: tuple, outputs: tuple) -> tuple | None:
+    """Record (version box, snapshot of it) for every input or output whose data the op saved."""
     versions: list = []
     for saved_array in saved:
-        for t in candidates:
+        for t in inputs:
             if t._data is saved_array:
-                box = _version_box(t)
-                versions.append(box)
-                versions.append(box[0])
                 break
+        else:
+            for t in outputs:
+                if t._data is saved_array:
+                    break
+            else:
+                continue
+        box = t._version
+        if box is None:
+            box = t._version = bytearray(_VERSION_BYTES)
+            versions.append(box)
+            versions.append(_VERSION_ZERO)
+        else:
+            versions.append(box)
+            versions.append(bytes(box))
     return tuple(versions) if versions else None
 
 
@@ -379,11 +498,12 @@ def run_backward(root: Any, grad_root: Any, retain_graph: bool) -> None:
         grads[start] = slots
     heap = [(-start.seq, start)]
     push, pop = heapq.heappush, heapq.heappop
+    tensor_type = Tensor
 
     while heap:
         node = pop(heap)[1]
         grad = grads.pop(node)
-        if node.freed:
+        if node.saved is None:
             raise RuntimeError(
                 f"Trying to backward through the graph a second time: the arrays that {node.name} saved "
                 "were freed by the first backward. Pass retain_graph=True to the first backward() if you "
@@ -391,48 +511,60 @@ def run_backward(root: Any, grad_root: Any, retain_graph: bool) -> None:
             )
         if node.hooks:
             grad = _run_node_hooks(node, grad)
-        if node.saved_versions:
-            _check_versions(node)
+        record = node.saved_versions
+        if record is not None:
+            for position in range(0, len(record), 2):
+                if record[position] != record[position + 1]:
+                    _check_versions(node)
         input_grads = node.backward(grad) if node.n_outputs == 1 else node.backward(*grad)
         del grad
         if _anomaly_enabled:
             _anomaly_check_backward(node, input_grads)
         if not retain_graph:
             node.saved = None
-            node.freed = True
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
 
+        shapes = node.input_shapes
         indices = node.parent_indices
-        for position, parent in enumerate(node.parents):
+        position = -1
+        parents = node.more_parents
+        if parents is None:
+            parents = (node.first, node.second)  # a single-input op's second is None
+        for parent in parents:
+            position += 1
             if parent is None:
                 continue
             g = input_grads[position]
             if g is None:
                 continue
-            shape = node.input_shapes[position]
-            if g.shape != shape:
-                g = unbroadcast(g, shape)
-            if isinstance(parent, Tensor):  # a leaf, also a subclass such as nn.Parameter
-                _add_leaf_grad(leaf_grads, parent, g)
-                continue
-            pnode = parent
-            if pnode.n_outputs == 1:
-                existing = grads.get(pnode)
-                if existing is None:
-                    grads[pnode] = g
-                    push(heap, (-pnode.seq, pnode))
-                elif pnode in owned:
-                    existing += g
-                    grads[pnode] = existing
+            if shapes is not None and g.shape != shapes[position]:
+                g = unbroadcast(g, shapes[position])
+            if isinstance(parent, tensor_type):  # a leaf, also a subclass such as nn.Parameter
+                entry = leaf_grads.get(id(parent))
+                if entry is None:
+                    leaf_grads[id(parent)] = [parent, g, False]
+                elif entry[2]:
+                    entry[1] += g
                 else:
-                    grads[pnode] = existing + g
-                    owned.add(pnode)
+                    entry[1] = entry[1] + g
+                    entry[2] = True
+            elif parent.n_outputs == 1:
+                existing = grads.get(parent)
+                if existing is None:
+                    grads[parent] = g
+                    push(heap, (-parent.seq, parent))
+                elif parent in owned:
+                    existing += g
+                    grads[parent] = existing
+                else:
+                    grads[parent] = existing + g
+                    owned.add(parent)
             else:
-                slots = grads.get(pnode)
+                slots = grads.get(parent)
                 if slots is None:
-                    slots = grads[pnode] = [None] * pnode.n_outputs
-                    push(heap, (-pnode.seq, pnode))
+                    slots = grads[parent] = [None] * parent.n_outputs
+                    push(heap, (-parent.seq, parent))
                 index = indices[position] if indices else 0
                 slots[index] = g if slots[index] is None else slots[index] + g
     _finish_leaves(leaf_grads)
@@ -494,11 +626,12 @@ def _run_node_hooks(node: Function, grad: Any) -> Any:
 def _check_versions(node: Function) -> None:
     record = node.saved_versions
     for position in range(0, len(record), 2):
-        box, version = record[position], record[position + 1]
-        if box[0] != version:
+        box, snapshot = record[position], record[position + 1]
+        if box != snapshot:
             raise RuntimeError(
                 f"a tensor that {node.name} saved for backward was modified in place after it was used "
-                f"(its version is now {box[0]}, expected {version}); the gradient would be wrong. "
+                f"(its version is now {version_number(box)}, expected {version_number(snapshot)}); "
+                "the gradient would be wrong. "
                 "Use an out-of-place op (e.g. x = x * 2 instead of x.mul_(2)) or clone the tensor first."
             )
 

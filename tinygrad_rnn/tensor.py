@@ -109,7 +109,7 @@ class Tensor:
     @property
     def version(self) -> int:
         """How many times the data was changed in place (saved tensors check it in backward)."""
-        return 0 if self._version is None else int(self._version[0])
+        return autograd.version_number(self._version)
 
     def size(self, dim: int | None = None) -> Any:
         return self.shape if dim is None else self.shape[_dim(dim, self.ndim, "size")]
@@ -733,7 +733,7 @@ class Tensor:
 
     def _bump_version(self) -> None:
         """Count an in-place change; nodes that saved this storage compare the count in backward."""
-        autograd._version_box(self)[0] += 1
+        autograd.bump_version(self)
 
     def _write(self, name: str, array: Any) -> Tensor:
         self._inplace(name)
@@ -786,6 +786,7 @@ class Tensor:
 
 
 autograd.Tensor = Tensor
+autograd._make = Tensor._make  # the tape's fast path calls it once per op
 
 
 # ---- argument checks -------------------------------------------------------------------------------
