@@ -39,6 +39,9 @@ class ReferenceResult:
         hidden: h_T, (B, H); ``cell`` is c_T for an LSTM, else None.
         grads: dL/dθ for every parameter (same names as the modules) and for ``h0`` (and ``c0``);
             empty when the gradient was not asked for.
+        states: h_0 … h_T, (T+1, B, H).
+        state_grads: dL/dh_t for t = 1 … T, (T, B, H): the read-out's W_hy^T dy_t plus dh_next, the
+            gradient arriving from step t+1 (None when the gradient was not asked for).
     """
 
     loss: float
@@ -46,6 +49,8 @@ class ReferenceResult:
     hidden: Any
     cell: Any
     grads: dict[str, Any]
+    states: Any = None
+    state_grads: Any = None
 
 
 def parameter_names(cell: str) -> list[str]:
@@ -144,14 +149,15 @@ def bptt(
     value, dy2 = _loss_and_grad(loss, y2, targets, reduction, compute_grad, xp)
     cell_state = cache["cs"][-1] if cell == "lstm" else None
     if not compute_grad:
-        return ReferenceResult(value, outputs, hs[-1], cell_state, {})
+        return ReferenceResult(value, outputs, hs[-1], cell_state, {}, hs)
 
     grads = {READOUT_WEIGHT: dy2.T @ h_all, READOUT_BIAS: dy2.sum(axis=0)}
     # dL_t/dh_t from the read-out, for every t at once: W_hy^T dy_t.
     dh_out = (dy2 @ w_hy).reshape(steps, batch, hidden_size)
     backward = {"rnn": _rnn_backward, "lstm": _lstm_backward, "gru": _gru_backward}[cell]
     grads.update(backward(params, x2, hs, cache, dh_out, xp))
-    return ReferenceResult(value, outputs, hs[-1], cell_state, grads)
+    # The backward loops added dh_next into dh_out in place: it now holds the total dL/dh_t.
+    return ReferenceResult(value, outputs, hs[-1], cell_state, grads, hs, dh_out)
 
 
 def rnn_bptt(
