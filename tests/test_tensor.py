@@ -3,7 +3,7 @@ errors raised at the public call."""
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -220,6 +220,7 @@ def test_boolean_mask_indexing(data):
     mask = data.draw(hnp.arrays(np.bool_, x.shape))
     np.testing.assert_array_equal(x[tg.tensor(mask)].numpy(), x.numpy()[mask])
     tg.gradcheck(lambda t: t[tg.tensor(mask)], [x])
+    assume(np.abs(x.numpy() - 0.5).min() > 1e-3)  # a value at the threshold would flip under perturbation
     tg.gradcheck(lambda t: t[t > 0.5], [x])
     row_mask = mask.reshape(x.shape[0], -1)[:, 0]
     tg.gradcheck(lambda t: t[row_mask], [x])
@@ -337,7 +338,9 @@ def test_backward_errors_name_the_shape_and_the_cause():
     x = tg.ones(2, 3, requires_grad=True)
     with pytest.raises(RuntimeError, match=r"backward\(\) without a gradient.*shape \(2, 3\)"):
         (x * 2).backward()
-    with pytest.raises(RuntimeError, match="does not require grad"):
+    with pytest.raises(
+        RuntimeError, match=r"backward\(\) called on a tensor of shape \(\) that does not require"
+    ):
         tg.ones(2, 3).sum().backward()
     with pytest.raises(RuntimeError, match=r"gradient has shape \(3,\) but the tensor has shape \(2, 3\)"):
         (x * 2).backward(tg.ones(3))

@@ -185,8 +185,9 @@ class Tensor:
         """
         if not self.requires_grad:
             raise RuntimeError(
-                "backward() called on a tensor that does not require grad: no tensor it was computed "
-                "from has requires_grad=True (or it was computed under no_grad, or detached)"
+                f"backward() called on a tensor of shape {self.shape} that does not require grad: no "
+                "tensor it was computed from has requires_grad=True (or it was computed under no_grad, "
+                "or detached)"
             )
         if gradient is None:
             if self._data.size != 1:
