@@ -1,0 +1,134 @@
+"""Gradient clipping: joint norms over all gradients, in-place rescaling, non-finite handling."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import tinygrad_rnn as tg
+from tinygrad_rnn.nn.utils import clip_grad_norm_, clip_grad_value_
+
+
+def params_with_grads(*grads, device="cpu"):
+    params = []
+    for g in grads:
+        p = tg.zeros(*np.shape(g), dtype=tg.float64, device=device, requires_grad=True)
+        p.grad = tg.tensor(np.asarray(g, dtype=np.float64), device=device)
+        params.append(p)
+    return params
+
+
+finite_grads = st.lists(
+    hnp.arrays(
+        np.float64, hnp.array_shapes(min_dims=1, max_dims=2, max_side=4), elements=st.floats(-1e3, 1e3)
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@given(
+    grads=finite_grads, max_norm=st.floats(0.01, 100.0), norm_type=st.sampled_from([1.0, 2.0, 3.0, math.inf])
+)
+def test_clip_grad_norm_treats_all_gradients_as_one_vector(grads, max_norm, norm_type):
+    params = params_with_grads(*grads)
+    flat = np.concatenate([g.ravel() for g in grads])
+    expected = (
+        np.abs(flat).max() if norm_type == math.inf else (np.abs(flat) ** norm_type).sum() ** (1 / norm_type)
+    )
+    total = clip_grad_norm_(params, max_norm, norm_type=norm_type)
+    np.testing.assert_allclose(total.item(), expected, rtol=1e-10, atol=1e-300)
+    coefficient = min(1.0, max_norm / (expected + 1e-6))
+    for p, g in zip(params, grads):
+        np.testing.assert_allclose(p.grad.numpy(), g * coefficient, rtol=1e-10, atol=1e-300)
+    clipped = np.concatenate([p.grad.numpy().ravel() for p in params])
+    norm_after = np.abs(clipped).max() if norm_type == math.inf else np.linalg.norm(clipped, norm_type)
+    assert norm_after <= max_norm * (1 + 1e-9)
+
+
+def test_clip_grad_norm_returns_the_norm_before_clipping_and_leaves_small_gradients_alone():
+    params = params_with_grads([3.0, 0.0], [[4.0]])
+    total = clip_grad_norm_(params, max_norm=1.0)
+    assert isinstance(total, tg.Tensor) and total.item() == pytest.approx(5.0)
+    np.testing.assert_allclose(params[0].grad.numpy(), [3.0 / (5.0 + 1e-6), 0.0])
+    small = params_with_grads([0.3, 0.4])
+    assert clip_grad_norm_(small, max_norm=1.0).item() == pytest.approx(0.5)
+    np.testing.assert_array_equal(small[0].grad.numpy(), [0.3, 0.4])
+
+
+def test_clip_grad_norm_inf_norm_uses_the_largest_entry():
+    params = params_with_grads([3.0, -7.0], [2.0])
+    assert clip_grad_norm_(params, max_norm=0.7, norm_type=float("inf")).item() == 7.0
+    np.testing.assert_allclose(params[0].grad.numpy(), np.array([3.0, -7.0]) * 0.7 / (7.0 + 1e-6))
+
+
+def test_clip_grad_norm_accepts_a_single_tensor_and_skips_parameters_without_gradient():
+    (p,) = params_with_grads([6.0, 8.0])
+    bare = tg.zeros(2, requires_grad=True)
+    assert clip_grad_norm_([p, bare], 5.0).item() == pytest.approx(10.0)
+    assert bare.grad is None
+    assert clip_grad_norm_(p, 100.0).item() == pytest.approx(5.0, rel=1e-6)
+    assert clip_grad_norm_([bare], 1.0).item() == 0.0
+
+
+def test_huge_finite_float32_gradients_are_clipped_without_overflow_or_nan():
+    p = tg.zeros(3, requires_grad=True)
+    p.grad = tg.tensor([3e30, -4e30, 0.0], dtype=tg.float32)
+    total = clip_grad_norm_(p, max_norm=1.0)
+    assert np.isfinite(total.item()) and total.item() == pytest.approx(5e30, rel=1e-6)
+    np.testing.assert_allclose(p.grad.numpy(), [0.6, -0.8, 0.0], rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered")  # inf * 0 when clipping anyway, as PyTorch
+def test_nonfinite_norm_raises_when_asked_and_leaves_gradients_untouched():
+    params = params_with_grads([np.nan, 1.0], [2.0])
+    with pytest.raises(RuntimeError, match=r"non-finite \(nan\)"):
+        clip_grad_norm_(params, 1.0, error_if_nonfinite=True)
+    np.testing.assert_array_equal(params[1].grad.numpy(), [2.0])
+    params = params_with_grads([np.inf, 1.0])
+    with pytest.raises(RuntimeError, match=r"non-finite \(inf\)"):
+        clip_grad_norm_(params, 1.0, norm_type=float("inf"), error_if_nonfinite=True)
+    assert math.isinf(clip_grad_norm_(params, 1.0).item())
+
+
+def test_clip_grad_norm_rejects_bad_arguments():
+    params = params_with_grads([1.0])
+    with pytest.raises(ValueError, match="norm_type"):
+        clip_grad_norm_(params, 1.0, norm_type=0)
+    with pytest.raises(ValueError, match="max_norm"):
+        clip_grad_norm_(params, -1.0)
+    with pytest.raises(TypeError, match="expected a Tensor"):
+        clip_grad_norm_([np.ones(2)], 1.0)
+
+
+def test_clip_grad_norm_on_each_device(device):
+    params = params_with_grads([3.0, 0.0], [[4.0]], device=device)
+    total = clip_grad_norm_(params, max_norm=2.5)
+    assert total.device == device and total.item() == pytest.approx(5.0)
+    np.testing.assert_allclose(params[1].grad.numpy(), [[4.0 * 2.5 / (5.0 + 1e-6)]])
+
+
+def test_clip_grad_value_clamps_every_entry_in_place():
+    params = params_with_grads([-3.0, 0.5, 2.0], [[-0.1, 9.0]])
+    grad = params[0].grad
+    clip_grad_value_(params, 1.0)
+    assert params[0].grad is grad
+    np.testing.assert_array_equal(params[0].grad.numpy(), [-1.0, 0.5, 1.0])
+    np.testing.assert_array_equal(params[1].grad.numpy(), [[-0.1, 1.0]])
+    (single,) = params_with_grads([5.0])
+    clip_grad_value_(single, 2.0)
+    np.testing.assert_array_equal(single.grad.numpy(), [2.0])
+    with pytest.raises(ValueError, match="clip_value"):
+        clip_grad_value_(params, -1.0)
+
+
+def test_clipping_inside_a_training_step_bounds_the_update():
+    w = tg.tensor([[1.0, -2.0]], dtype=tg.float64, requires_grad=True)
+    loss = ((w * 1000.0) ** 2).sum()
+    loss.backward()
+    before = clip_grad_norm_([w], max_norm=1.0)
+    assert before.item() > 1e5
+    assert np.linalg.norm(w.grad.numpy()) == pytest.approx(1.0, rel=1e-5)

@@ -1,0 +1,103 @@
+"""Gradient clipping (``tinygrad_rnn.nn.utils``), as in ``torch.nn.utils``.
+
+Exploding gradients are the classic failure of backpropagation through time: a product of T
+Jacobians whose norms exceed 1 grows geometrically. Rescaling the whole gradient vector when its norm
+passes a threshold keeps its direction and bounds the step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .. import backend
+from ..tensor import Tensor
+
+__all__ = ["clip_grad_norm_", "clip_grad_value_"]
+
+
+def _gradients(name: str, parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
+    """The ``.grad`` tensors of the parameters that have one (a single tensor is accepted too)."""
+    if isinstance(parameters, Tensor):
+        parameters = [parameters]
+    grads = []
+    for position, p in enumerate(parameters):
+        if not isinstance(p, Tensor):
+            raise TypeError(f"{name}: parameter {position} is a {type(p).__name__}, expected a Tensor")
+        if p.grad is not None:
+            grads.append(p.grad)
+    return grads
+
+
+def _on(array: Any, dev: backend.Device) -> Any:
+    return backend.ensure_array(backend.to_device(backend.ensure_array(array), dev))
+
+
+def clip_grad_norm_(
+    parameters: Tensor | Iterable[Tensor],
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+) -> Tensor:
+    """Rescale all gradients together so that their joint norm is at most ``max_norm``, in place.
+
+    The gradients are treated as one vector g: ‖g‖_p = (Σ_i |g_i|^p)^(1/p), or max_i |g_i| for
+    ``norm_type=inf``. Every gradient is multiplied by min(1, max_norm / (‖g‖ + 1e-6)). The norm is
+    computed after dividing by the largest |g_i|, so finite gradients never overflow to an infinite
+    norm and are never turned into NaN. Returns ‖g‖ before clipping as a 0-d tensor on the first
+    gradient's device (0 when no parameter has a gradient). With ``error_if_nonfinite`` a NaN or
+    infinite norm raises ``RuntimeError`` before any gradient is touched.
+    """
+    name = "clip_grad_norm_"
+    norm_type = float(norm_type)
+    if math.isnan(norm_type) or norm_type <= 0:
+        raise ValueError(f"{name}: norm_type must be positive or inf, got {norm_type}")
+    max_norm = float(max_norm)
+    if math.isnan(max_norm) or max_norm < 0:
+        raise ValueError(f"{name}: max_norm must be a non-negative number, got {max_norm}")
+    grads = _gradients(name, parameters)
+    if not grads:
+        return Tensor(0.0)
+    first = grads[0]
+    dev, xp = first.device, first._xp
+    largest = None
+    for g in grads:
+        if g.numel() == 0:
+            continue
+        peak = _on(g._xp.abs(g._data).max(), dev)
+        largest = peak if largest is None else xp.maximum(largest, peak)
+    if largest is None:
+        total = xp.zeros((), dtype=first.dtype)
+    elif norm_type == math.inf:
+        total = largest
+    else:
+        # Dividing by the largest entry keeps every term in [0, 1]: no overflow, no underflow to 0.
+        scale = xp.where(xp.isfinite(largest) & (largest > 0), largest, 1)
+        accumulated = xp.zeros((), dtype=largest.dtype)
+        for g in grads:
+            if g.numel() == 0:
+                continue
+            ratio = xp.abs(g._data / _on(scale, g.device).astype(g.dtype))
+            terms = ratio * ratio if norm_type == 2.0 else ratio**norm_type
+            accumulated = accumulated + _on(terms.sum(), dev)
+        total = scale * accumulated ** (1.0 / norm_type)
+    total = backend.ensure_array(xp.asarray(total, dtype=first.dtype))
+    if error_if_nonfinite and not bool(xp.isfinite(total)):
+        raise RuntimeError(
+            f"{name}: the total norm of order {norm_type} of the gradients is non-finite ({float(total)}), "
+            "so they cannot be clipped; pass error_if_nonfinite=False to clip anyway"
+        )
+    coefficient = xp.minimum(max_norm / (total + 1e-6), 1.0)
+    for g in grads:
+        g.mul_(_on(coefficient, g.device).astype(g.dtype))
+    return Tensor._make(total, False, None, 0)
+
+
+def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:
+    """Clamp every gradient entry into [-clip_value, clip_value], in place."""
+    clip_value = float(clip_value)
+    if math.isnan(clip_value) or clip_value < 0:
+        raise ValueError(f"clip_grad_value_: clip_value must be a non-negative number, got {clip_value}")
+    for g in _gradients("clip_grad_value_", parameters):
+        g.clamp_(-clip_value, clip_value)
