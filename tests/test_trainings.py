@@ -74,9 +74,9 @@ class CharModel(nn.Module):
 
 
 def test_character_lstm_memorises_a_line_of_text():
-    """Next-character cross-entropy over one 72-character line of 21 distinct characters (uniform guessing scores log 21 ≈ 3.04)
-    must fall below 0.05 within 80 Adam steps, and greedy decoding from the first character must then
-    reproduce the whole line."""
+    """Next-character cross-entropy over one 72-character line of 21 distinct characters (uniform
+    guessing scores log 21 ≈ 3.04) must fall below 0.05 within 80 Adam steps, and greedy decoding from
+    the first character must then reproduce the whole line."""
     text = "backpropagation through time is just the chain rule on an unrolled tape."
     chars = sorted(set(text))
     codes = np.array([chars.index(c) for c in text])
