@@ -4,7 +4,7 @@ Backpropagation through time is not hand-coded here: a recurrent network is unro
 and ``loss.backward()`` walks it back. See ``docs/bptt.md`` for the derivation term by term.
 """
 
-from . import autograd, backend, cuda, nn, ops
+from . import autograd, backend, cuda, nn, ops, optim
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import (
     Device,
@@ -88,6 +88,7 @@ from .functions import (
     zeros_like,
 )
 from .gradcheck import gradcheck, gradcheck_projection
+from .serialization import load, save
 from .tensor import Tensor
 
 __version__ = "0.1.0"

@@ -197,6 +197,25 @@ def to_device(array: Any, dev: Device) -> Any:
         return cupy.asarray(array)
 
 
+def device_guard(array: Any) -> Any:
+    """For a CuPy array on a GPU other than CuPy's current one, a context that makes its GPU current
+    (so that what an op allocates lands beside its operands, as in PyTorch); ``None`` otherwise."""
+    if _cupy is None or isinstance(array, np.ndarray | np.generic):
+        return None
+    index = array.device.id
+    if index == _cupy.cuda.runtime.getDevice():
+        return None
+    return _cupy.cuda.Device(index)
+
+
+def scalar_like(value: Any, dtype: Any, array: Any) -> Any:
+    """A 0-d array holding ``value`` on the device of ``array`` (an operand such as the 2 in ``x * 2``)."""
+    if isinstance(array, np.ndarray | np.generic):
+        return np.asarray(value, dtype=dtype)
+    with _cupy.cuda.Device(array.device.id):
+        return _cupy.asarray(value, dtype=dtype)
+
+
 def to_numpy(array: Any) -> Any:
     """A host (NumPy) copy or view of any backend array."""
     return to_device(array, CPU)
@@ -208,6 +227,24 @@ def scatter_add(target: Any, indices: Any, values: Any) -> None:
         np.add.at(target, indices, values)
     else:
         _cupyx.scatter_add(target, indices, values)
+
+
+# ---- .npz files (for serialization.py; never pickle) -----------------------------------------------
+
+
+def save_npz(file: Any, arrays: dict[str, Any]) -> None:
+    """Write host arrays as members of an uncompressed ``.npz`` archive to an open binary file."""
+    np.savez(file, **arrays)
+
+
+def load_npz(path: Any) -> dict[str, Any] | None:
+    """Read every member of an ``.npz`` archive with pickle disabled; None when the file is a plain
+    ``.npy`` array rather than an archive. Errors from reading a damaged file propagate."""
+    loaded = np.load(path, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        return None
+    with loaded:
+        return {name: loaded[name] for name in loaded.files}
 
 
 # ---- dtypes ---------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Neural-network building blocks: modules, layers, recurrent layers, losses and utilities."""
 
-from . import functional, init
+from . import functional, init, utils
 from .containers import ModuleList, Sequential
 from .layers import Dropout, Embedding, Identity, Linear, ReLU, Sigmoid, Tanh
 from .module import Module, Parameter

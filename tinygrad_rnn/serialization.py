@@ -1,0 +1,212 @@
+"""``tg.save`` and ``tg.load``: state dicts as ``.npz`` files, never pickle, written atomically.
+
+A saved object is a tree of dicts, lists and tuples whose leaves are arrays (or Tensors), numbers,
+strings, booleans and None: a model's ``state_dict()`` (name -> array) or an optimizer's (nested dicts
+and lists of numbers and arrays). Every array becomes one member of the archive (``a0``, ``a1``, ...);
+the tree itself is JSON, stored as a uint8 array in the member ``__tinygrad_rnn__``, with tags that keep
+what JSON would lose (integer dict keys, tuples, NaN and infinities, NumPy scalars).
+
+Loading uses ``allow_pickle=False`` and reads only arrays and JSON, so a file cannot run code. A file
+that needs pickle, is truncated or corrupted, or is an ``.npz`` written by something else is refused
+with an error that names the path and the problem.
+
+Writing goes to a temporary file in the same directory, which is flushed, fsynced and then renamed over
+the destination with ``os.replace`` (atomic on POSIX and Windows): a crash mid-write leaves the previous
+file intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+from . import backend
+from .tensor import Tensor
+
+__all__ = ["load", "save"]
+
+STRUCTURE_MEMBER = "__tinygrad_rnn__"
+FORMAT = "tinygrad_rnn.state"
+VERSION = 1
+
+
+class _Encoder:
+    """Turns a state tree into JSON-able data, collecting its arrays as numbered archive members."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, Any] = {}
+
+    def array(self, value: Any, where: str) -> str:
+        host = backend.to_numpy(backend.ensure_array(value))
+        if host.dtype.kind not in "biufc":
+            raise TypeError(
+                f"save: {where} is an array of dtype {host.dtype}, which cannot be saved without pickle"
+            )
+        name = f"a{len(self.arrays)}"
+        self.arrays[name] = host
+        return name
+
+    def encode(self, value: Any, where: str) -> Any:
+        if isinstance(value, Tensor):
+            return {"$array": self.array(value._data, where)}
+        if value is None or isinstance(value, bool | str):
+            return value
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float):
+            return value if math.isfinite(value) else {"$float": repr(value)}
+        if backend.is_array(value):
+            # A NumPy scalar (np.float32(1.5)) comes back as a scalar of its dtype, not a 0-d array.
+            tag = "$scalar" if isinstance(value, backend.np.generic) else "$array"
+            return {tag: self.array(value, where)}
+        if isinstance(value, dict):
+            items = []
+            for key, item in value.items():
+                if not (key is None or isinstance(key, bool | int | float | str)):
+                    raise TypeError(
+                        f"save: {where} has a key of type {type(key).__name__}; "
+                        "keys must be strings, numbers or None"
+                    )
+                items.append([self.encode(key, where), self.encode(item, f"{where}[{key!r}]")])
+            return {"$dict": items}
+        if isinstance(value, list | tuple):
+            encoded = [self.encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
+            return {"$tuple" if isinstance(value, tuple) else "$list": encoded}
+        raise TypeError(
+            f"save: {where} is a {type(value).__name__}; only dicts, lists, tuples, arrays, Tensors, "
+            "numbers, strings, booleans and None can be saved"
+        )
+
+
+def _decode(value: Any, arrays: dict[str, Any], path: str) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        ((tag, content),) = value.items()
+        if tag in ("$array", "$scalar"):
+            if not isinstance(content, str) or content not in arrays:
+                raise ValueError(
+                    f"load: {path!r} is corrupted: it refers to a missing array member {content!r}"
+                )
+            array = arrays[content]
+            return array[()] if tag == "$scalar" else array
+        if tag == "$float" and content in ("nan", "inf", "-inf"):
+            return float(content)
+        if tag in ("$list", "$tuple") and isinstance(content, list):
+            items = [_decode(item, arrays, path) for item in content]
+            return tuple(items) if tag == "$tuple" else items
+        if tag == "$dict" and isinstance(content, list):
+            decoded = {}
+            for pair in content:
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise ValueError(f"load: {path!r} is corrupted: a dict entry is not a key-value pair")
+                key = _decode(pair[0], arrays, path)
+                if not (key is None or isinstance(key, bool | int | float | str)):
+                    raise ValueError(f"load: {path!r} is corrupted: a dict key is not a string or number")
+                decoded[key] = _decode(pair[1], arrays, path)
+            return decoded
+    raise ValueError(f"load: {path!r} is corrupted: unexpected entry {str(value)[:80]} in its structure")
+
+
+def save(state: Any, path: str | os.PathLike) -> None:
+    """Write ``state`` (a state dict: nested dicts/lists/tuples of arrays, Tensors, numbers, strings)
+    to ``path`` as an ``.npz`` archive without pickle, atomically (see the module docstring).
+
+    Tensors and CuPy arrays are saved as host NumPy arrays. Raises ``TypeError`` naming the entry
+    that cannot be saved (before anything is written).
+    """
+    encoder = _Encoder()
+    root = encoder.encode(state, "state")
+    text = json.dumps({"format": FORMAT, "version": VERSION, "root": root}, allow_nan=False)
+    members = dict(encoder.arrays)
+    members[STRUCTURE_MEMBER] = backend.np.frombuffer(text.encode("utf-8"), dtype=backend.np.uint8)
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            backend.save_npz(file, members)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, _file_mode(path))
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _sync_directory(directory)
+
+
+def _file_mode(path: str) -> int:
+    """Keep the mode of the file being replaced; a new file gets the usual 0o666 minus the umask."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _sync_directory(directory: str) -> None:
+    """Make the rename itself durable where the platform allows opening a directory."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def load(path: str | os.PathLike) -> Any:
+    """Read a file written by :func:`save` and return the same tree, with NumPy arrays for arrays.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the path for a file that
+    needs pickle, is truncated or corrupted, or was not written by :func:`save`. No code in the file is
+    ever run.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"load: no such file {path!r}")
+    try:
+        members = backend.load_npz(path)
+    except ValueError as error:
+        if "pickle" in str(error):
+            raise ValueError(
+                f"load: {path!r} needs pickle to load ({error}); refusing, since unpickling can run code"
+            ) from None
+        raise ValueError(f"load: {path!r} is not a readable .npz file ({error})") from None
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as error:
+        raise ValueError(
+            f"load: {path!r} is truncated or corrupted ({type(error).__name__}: {error})"
+        ) from None
+    if members is None:
+        raise ValueError(f"load: {path!r} holds a single .npy array, not a state saved by tinygrad_rnn.save")
+    if STRUCTURE_MEMBER not in members:
+        raise ValueError(
+            f"load: {path!r} is an .npz archive that was not written by tinygrad_rnn.save "
+            f"(it has no {STRUCTURE_MEMBER!r} member; members: {sorted(members)[:8]})"
+        )
+    raw = members.pop(STRUCTURE_MEMBER)
+    try:
+        if raw.dtype != backend.np.uint8 or raw.ndim != 1:
+            raise ValueError("the structure member is not a byte string")
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"load: {path!r} is corrupted: its structure cannot be read ({error})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT or "root" not in header:
+        raise ValueError(f"load: {path!r} is corrupted: its structure has no {FORMAT!r} header")
+    if header.get("version") != VERSION:
+        raise ValueError(
+            f"load: {path!r} has format version {header.get('version')!r}; this version reads {VERSION}"
+        )
+    return _decode(header["root"], members, path)
