@@ -112,6 +112,12 @@ class Function:
                 if type(d) is not _NDARRAY:
                     _check_same_device(cls, inputs, datas)
                     break
+        if datas and type(datas[0]) is not _NDARRAY:
+            guard = backend.device_guard(datas[0])
+            if guard is not None:
+                # Run on the operands' GPU rather than CuPy's current one, as PyTorch does.
+                with guard:
+                    return cls.apply(*inputs, **constants)
         try:
             out = ctx.forward(*datas, **constants)
         except (ValueError, IndexError, TypeError) as error:
@@ -481,23 +487,51 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
 
 def run_backward(root: Any, grad_root: Any, retain_graph: bool) -> None:
     """Propagate ``grad_root`` (the gradient of the loss w.r.t. ``root``) to every leaf that needs it."""
-    leaf_grads: dict[int, list] = {}
     if root._ctx is None:
+        leaf_grads: dict[int, list] = {}
         _add_leaf_grad(leaf_grads, root, grad_root)
         _finish_leaves(leaf_grads)
         return
+    _finish_leaves(_walk([root], [grad_root], retain_graph))
 
-    start = root._ctx
+
+def leaf_gradients(roots: list, grad_roots: list, retain_graph: bool = False) -> dict[int, Any]:
+    """Backpropagate from several roots at once and return the gradients that reach the leaves,
+    ``{id(leaf): gradient array}``, without touching ``leaf.grad`` or running leaf hooks.
+
+    This is what a node that runs a graph of its own inside its backward (``checkpoint``) needs: the
+    gradients it gets back become its input gradients, and the outer walk accumulates them once.
+    """
+    return {key: entry[1] for key, entry in _walk(roots, grad_roots, retain_graph).items()}
+
+
+def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
+    """The backward walk from ``roots`` (tensors) seeded with ``grad_roots`` (arrays of their shapes).
+
+    Returns the summed leaf gradients as ``{id(leaf): [leaf, gradient, owned]}``.
+    """
+    leaf_grads: dict[int, list] = {}
     grads: dict[Function, Any] = {}
     owned: set[Function] = set()  # gradient buffers created here, safe to add into in place
-    if start.n_outputs == 1:
-        grads[start] = grad_root
-    else:
-        slots = [None] * start.n_outputs
-        slots[root._index] = grad_root
-        grads[start] = slots
-    heap = [(-start.seq, start)]
+    heap: list = []
     push, pop = heapq.heappush, heapq.heappop
+    for root, grad_root in zip(roots, grad_roots):
+        start = root._ctx
+        if start is None:
+            _add_leaf_grad(leaf_grads, root, grad_root)
+        elif start.n_outputs == 1:
+            if start in grads:
+                grads[start] = grads[start] + grad_root
+            else:
+                grads[start] = grad_root
+                push(heap, (-start.seq, start))
+        else:
+            slots = grads.get(start)
+            if slots is None:
+                slots = grads[start] = [None] * start.n_outputs
+                push(heap, (-start.seq, start))
+            previous = slots[root._index]
+            slots[root._index] = grad_root if previous is None else previous + grad_root
     tensor_type = Tensor
 
     while heap:
@@ -516,7 +550,10 @@ def run_backward(root: Any, grad_root: Any, retain_graph: bool) -> None:
             for position in range(0, len(record), 2):
                 if record[position] != record[position + 1]:
                     _check_versions(node)
-        input_grads = node.backward(grad) if node.n_outputs == 1 else node.backward(*grad)
+        if backend._cupy is not None:
+            input_grads = _backward_on_its_device(node, grad)
+        else:
+            input_grads = node.backward(grad) if node.n_outputs == 1 else node.backward(*grad)
         del grad
         if _anomaly_enabled:
             _anomaly_check_backward(node, input_grads)
@@ -567,7 +604,17 @@ def run_backward(root: Any, grad_root: Any, retain_graph: bool) -> None:
                     push(heap, (-parent.seq, parent))
                 index = indices[position] if indices else 0
                 slots[index] = g if slots[index] is None else slots[index] + g
-    _finish_leaves(leaf_grads)
+    return leaf_grads
+
+
+def _backward_on_its_device(node: Function, grad: Any) -> Any:
+    """Run a node's backward with its gradient's GPU current, so the arrays it makes land there."""
+    single = node.n_outputs == 1
+    guard = backend.device_guard(grad if single else next(g for g in grad if g is not None))
+    if guard is None:
+        return node.backward(grad) if single else node.backward(*grad)
+    with guard:
+        return node.backward(grad) if single else node.backward(*grad)
 
 
 def _add_leaf_grad(leaf_grads: dict, leaf: Any, grad: Any) -> None:
