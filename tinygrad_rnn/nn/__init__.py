@@ -1,7 +1,8 @@
 """Neural-network building blocks: modules, layers, recurrent layers, losses and utilities."""
 
 from . import functional, init, utils
+from .cells import GRUCell, LSTMCell, RNNCell
 from .containers import ModuleList, Sequential
 from .layers import Dropout, Embedding, Identity, Linear, ReLU, Sigmoid, Tanh
 from .module import Module, Parameter
-from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .rnn import GRU, LSTM, RNN
