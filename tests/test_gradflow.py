@@ -212,3 +212,39 @@ def test_effective_memory_grows_with_the_recurrent_weights_scale():
         sigmas = gradflow.jacobian_products(gradflow.Unrolled(cell), inputs).largest_singular_values()
         memories.append(gradflow.effective_memory([s[0] for s in sigmas], fraction=0.01))
     assert memories[0] < memories[1]
+
+
+def undetached_training_loop(steps, detach, retain_graph):
+    """The classic mistake: the hidden state carried from chunk to chunk without ``detach``."""
+    from tinygrad_rnn import optim
+
+    layer = nn.RNN(2, 3).double()
+    optimizer = optim.SGD(layer.parameters(), lr=0.01)
+    x = tg.tensor(np.random.default_rng(0).standard_normal((4, 1, 2)))
+    hidden = None
+    for _ in range(steps):
+        if detach and hidden is not None:
+            hidden = hidden.detach()
+        output, hidden = layer(x, hidden)
+        optimizer.zero_grad()
+        output.sum().backward(retain_graph=retain_graph)
+        optimizer.step()
+
+
+def test_a_tape_growing_across_optimizer_steps_warns_with_the_fix():
+    with pytest.warns(tg.autograd.StaleGraphWarning, match=r"hidden = hidden\.detach\(\)"):
+        undetached_training_loop(3, detach=False, retain_graph=True)
+
+
+def test_a_freed_tape_reached_after_an_optimizer_step_names_the_fix_in_the_error():
+    with pytest.raises(RuntimeError, match=r"second time.*before the last optimizer step.*detach"):
+        undetached_training_loop(3, detach=False, retain_graph=False)
+
+
+def test_a_loop_that_detaches_the_hidden_state_does_not_warn():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tg.autograd.StaleGraphWarning)
+        undetached_training_loop(4, detach=True, retain_graph=True)
+        undetached_training_loop(4, detach=True, retain_graph=False)

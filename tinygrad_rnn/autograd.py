@@ -24,6 +24,7 @@ import itertools
 import math
 import os
 import traceback
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -534,6 +535,7 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
             slots[root._index] = grad_root if previous is None else previous + grad_root
     tensor_type = Tensor
 
+    node = None
     while heap:
         node = pop(heap)[1]
         grad = grads.pop(node)
@@ -541,7 +543,7 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
             raise RuntimeError(
                 f"Trying to backward through the graph a second time: the arrays that {node.name} saved "
                 "were freed by the first backward. Pass retain_graph=True to the first backward() if you "
-                "need to backward twice, or run the forward pass again."
+                "need to backward twice, or run the forward pass again." + _stale_hint(node)
             )
         if node.hooks:
             grad = _run_node_hooks(node, grad)
@@ -604,7 +606,43 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
                     push(heap, (-parent.seq, parent))
                 index = indices[position] if indices else 0
                 slots[index] = g if slots[index] is None else slots[index] + g
+    # Nodes are popped newest first, so ``node`` is now the oldest one the walk reached.
+    if node is not None and node.seq < _step_seq:
+        warnings.warn(_STALE_GRAPH + _stale_hint(node), StaleGraphWarning, stacklevel=4)
     return leaf_grads
+
+
+# ---- a tape that keeps growing across optimizer steps ------------------------------------------------
+
+_step_seq = -1  # creation index at the last optimizer step: older nodes saw the old parameters
+
+
+class StaleGraphWarning(UserWarning):
+    """A backward pass reached nodes recorded before the last optimizer step."""
+
+
+_STALE_GRAPH = (
+    "backward() walked back past the last optimizer step: the tape keeps growing across updates, so every "
+    "backward pass walks the whole history (its time and memory grow with the stream) and the gradient "
+    "flows through activations computed with the old weights."
+)
+
+
+def _stale_hint(node: Function) -> str:
+    if node.seq >= _step_seq:
+        return ""
+    return (
+        f" ({node.name} node #{node.seq} was recorded before the last optimizer step.) In a recurrent "
+        "training loop, detach the hidden state between updates: hidden = hidden.detach(), or "
+        "hidden = tuple(h.detach() for h in hidden) for an LSTM (tinygrad_rnn.bptt.TBPTT does this for you)."
+    )
+
+
+def mark_optimizer_step() -> None:
+    """Record that the parameters change now; optimizers call it from ``step()``. A later backward pass
+    that reaches a node recorded before this point warns (``StaleGraphWarning``) with the fix."""
+    global _step_seq
+    _step_seq = _next_seq()
 
 
 def _backward_on_its_device(node: Function, grad: Any) -> Any:

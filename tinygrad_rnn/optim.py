@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import backend
-from .autograd import enable_grad, no_grad
+from .autograd import enable_grad, mark_optimizer_step, no_grad
 from .tensor import Tensor
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop"]
@@ -151,6 +151,8 @@ class Optimizer:
                     state["step"] += 1
                     self._update(p._data, grad, state, group)
                     p._bump_version()
+        # Lets a later backward pass notice a graph recorded before this update (an undetached hidden state).
+        mark_optimizer_step()
         return loss
 
     def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
