@@ -426,7 +426,9 @@ class FakeCupy:
 
         self.synchronized = 0
         runtime = types.SimpleNamespace(
-            getDeviceCount=get_device_count, getDeviceProperties=get_device_properties
+            getDeviceCount=get_device_count,
+            getDeviceProperties=get_device_properties,
+            getDevice=lambda: fake.current,
         )
         self.cuda = types.SimpleNamespace(Device=Device, runtime=runtime)
         self.random = _Random(default_rng=lambda seed=None: _Generator(fake, seed))

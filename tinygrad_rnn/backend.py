@@ -239,12 +239,38 @@ def save_npz(file: Any, arrays: dict[str, Any]) -> None:
 
 def load_npz(path: Any) -> dict[str, Any] | None:
     """Read every member of an ``.npz`` archive with pickle disabled; None when the file is a plain
-    ``.npy`` array rather than an archive. Errors from reading a damaged file propagate."""
+    ``.npy`` array rather than an archive. Errors from reading a damaged file propagate; a member whose
+    header claims more data than the member holds raises ``ValueError`` before anything is allocated."""
+    with open(path, "rb") as file:
+        if file.read(6) == b"\x93NUMPY":
+            return None
     loaded = np.load(path, allow_pickle=False)
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         return None
     with loaded:
-        return {name: loaded[name] for name in loaded.files}
+        arrays = {}
+        for name in loaded.files:
+            _check_npz_member(loaded.zip, name)
+            arrays[name] = loaded[name]
+        return arrays
+
+
+def _check_npz_member(archive: Any, name: str) -> None:
+    """Refuse a member whose .npy header asks for more bytes than it stores: a damaged or hostile
+    header (shape (2**40,)) would otherwise make NumPy try to allocate terabytes."""
+    info = archive.getinfo(name + ".npy")
+    with archive.open(info) as member:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+        stored = info.file_size - member.tell()
+    if dtype.hasobject:
+        return  # stored as a pickle, which np.load refuses with its own clear message
+    claimed = dtype.itemsize * int(np.prod(shape, dtype=object))
+    if claimed > stored:
+        raise ValueError(f"member {name!r} claims {claimed} bytes of data but stores {stored}")
 
 
 # ---- dtypes ---------------------------------------------------------------------------------------

@@ -195,7 +195,7 @@ class Tensor:
                     f"backward() without a gradient needs a one-element (scalar) output, got shape "
                     f"{self.shape}; reduce it (e.g. loss.sum()) or pass gradient= of that shape"
                 )
-            grad = self._xp.ones(self._data.shape, dtype=self.dtype)
+            grad = backend.scalar_like(1, self.dtype, self._data).reshape(self._data.shape)
         else:
             grad = gradient._data if isinstance(gradient, Tensor) else gradient
             grad = backend.as_array(grad, self.dtype, self.device, copy=False)
@@ -359,7 +359,7 @@ class Tensor:
                     dtype = backend.get_default_dtype()
                 elif dtype.kind == "b" and not isinstance(other, bool):
                     dtype = backend.int64  # bool tensor + 2 is 3, not True
-            return Tensor._make(self._xp.asarray(other, dtype=dtype), False, None, 0)
+            return Tensor._make(backend.scalar_like(other, dtype, self._data), False, None, 0)
         return Tensor(other, device=self.device)
 
     def __add__(self, other: Any) -> Tensor:

@@ -1,0 +1,290 @@
+"""Devices: the CUDA plumbing, checked on machines without a GPU through a CuPy test double.
+
+``fake_cupy`` stands in for CuPy (NumPy underneath, its own array type and devices), so these tests
+check that tensors, modules and optimizer state land on the device asked for, that moves and
+mismatches behave, and that a missing CuPy or GPU is reported clearly. They check the plumbing, not
+the GPU: the ``device`` fixture's "cuda" cases (here and in the other test files) and
+``benchmarks/gpu_check.sh`` are the checks on real hardware.
+"""
+
+import sys
+
+import numpy as np
+import pytest
+from fake_cupy import FakeArray, install
+
+import tinygrad_rnn as tg
+import tinygrad_rnn.nn.functional as F
+from tinygrad_rnn import backend, nn, optim
+from tinygrad_rnn.nn.utils import clip_grad_norm_
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """Two fake GPUs plugged into the backend for one test."""
+    return install(monkeypatch, device_count=2)
+
+
+def without_cupy(monkeypatch, error="ModuleNotFoundError: No module named 'cupy'"):
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupyx", None)
+    monkeypatch.setattr(backend, "_cupy_tried", True)
+    monkeypatch.setattr(backend, "_cupy_error", error)
+
+
+# ---- what is missing, said plainly ------------------------------------------------------------------
+
+
+def test_a_failed_cupy_import_is_remembered_and_reported_with_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes `import cupy` raise ImportError
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupy_tried", False)
+    monkeypatch.setattr(backend, "_cupy_error", None)
+    assert not tg.cuda.is_available() and tg.cuda.device_count() == 0
+    with pytest.raises(RuntimeError, match=r"CuPy is not installed.*Error.*pip install -e \"\.\[cuda\]\""):
+        tg.zeros(2, device="cuda")
+
+
+@pytest.mark.parametrize(
+    "request_cuda",
+    [
+        lambda: tg.zeros(2, device="cuda"),
+        lambda: tg.randn(2, device="cuda:0"),
+        lambda: tg.tensor([1.0], device="cuda"),
+        lambda: tg.ones(2).to("cuda"),
+        lambda: tg.ones(2).cuda(),
+        lambda: nn.Linear(2, 2).to("cuda"),
+        lambda: tg.cuda.synchronize(),
+    ],
+)
+def test_every_way_of_asking_for_cuda_without_cupy_names_cupy_and_how_to_install_it(
+    monkeypatch, request_cuda
+):
+    without_cupy(monkeypatch)
+    with pytest.raises(RuntimeError, match=r"device cuda:0 was requested but CuPy is not installed") as error:
+        request_cuda()
+    assert 'pip install -e ".[cuda]"' in str(error.value)
+
+
+def test_a_module_stays_where_it_was_when_cuda_is_missing(monkeypatch):
+    without_cupy(monkeypatch)
+    model = nn.Linear(3, 2)
+    with pytest.raises(RuntimeError, match="CuPy"):
+        model.to("cuda")
+    assert all(p.device == "cpu" for p in model.parameters())
+
+
+def test_cupy_without_a_gpu_is_reported_as_a_missing_gpu_not_a_missing_cupy(monkeypatch):
+    install(monkeypatch, device_count=0)
+    assert not tg.cuda.is_available() and tg.cuda.device_count() == 0
+    with pytest.raises(RuntimeError, match="CuPy is installed and found no CUDA GPU") as error:
+        tg.zeros(2, device="cuda")
+    assert "not installed" not in str(error.value)
+
+
+def test_asking_for_a_gpu_index_that_does_not_exist_says_how_many_there_are(fake):
+    with pytest.raises(RuntimeError, match=r"device cuda:2 was requested but only 2 CUDA device\(s\) exist"):
+        tg.zeros(2, device="cuda:2")
+
+
+def test_the_default_device_comes_from_the_environment(monkeypatch, fake):
+    monkeypatch.setattr(backend, "_default_device", None)
+    monkeypatch.setenv("TINYGRAD_RNN_DEVICE", "cuda:1")
+    assert tg.get_default_device() == "cuda:1"
+    assert tg.zeros(2).device == "cuda:1" and tg.randn(2).device == "cuda:1"
+    assert nn.Linear(2, 3).weight.device == "cuda:1"
+    monkeypatch.setattr(backend, "_default_device", None)
+    monkeypatch.setenv("TINYGRAD_RNN_DEVICE", "gpu")
+    with pytest.raises(ValueError, match="TINYGRAD_RNN_DEVICE='gpu' is not a device"):
+        tg.get_default_device()
+
+
+# ---- mismatched devices ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "combine",
+    [
+        lambda a, b: a + b,
+        lambda a, b: a @ b.T,
+        lambda a, b: tg.cat([a, b]),
+        lambda a, b: tg.where(a > 0, a, b),
+    ],
+)
+def test_an_op_on_two_devices_names_both(fake, combine):
+    a, b = tg.ones(2, 3), tg.ones(2, 3, device="cuda")
+    with pytest.raises(RuntimeError, match=r"expected all tensors on the same device.*cpu.*cuda:0"):
+        combine(a, b)
+    with pytest.raises(RuntimeError, match=r"cuda:0.*cuda:1"):
+        combine(b, tg.ones(2, 3, device="cuda:1"))
+
+
+def test_a_model_and_its_input_on_different_devices_is_an_error_naming_both(fake):
+    model = nn.LSTM(3, 4).to("cuda")
+    with pytest.raises(RuntimeError, match=r"cpu.*cuda:0|cuda:0.*cpu"):
+        model(tg.randn(5, 2, 3))
+
+
+# ---- moving tensors ----------------------------------------------------------------------------------
+
+
+def test_to_cuda_and_back_keeps_values_dtype_and_is_differentiable(fake):
+    x = tg.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    y = x.to("cuda")
+    assert y.device == "cuda:0" and isinstance(y._data, FakeArray) and y.dtype == tg.float64
+    assert y.cuda() is y and y.to("cuda:0") is y
+    back = (y * 3).cpu()
+    np.testing.assert_array_equal(back.numpy(), 3 * np.arange(6.0).reshape(2, 3))
+    (y * y).sum().backward()
+    assert x.grad.device == "cpu"
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy())
+
+
+def test_moving_between_gpus_copies_onto_the_other_gpu(fake):
+    x = tg.tensor([1.0, 2.0], device="cuda:0")
+    y = x.to("cuda:1")
+    assert y.device == "cuda:1" and x.device == "cuda:0"
+    assert x.cuda(1).device == "cuda:1"
+    np.testing.assert_array_equal(y.numpy(), [1.0, 2.0])
+
+
+def test_every_factory_honours_device(fake):
+    made = [
+        tg.zeros(2, device="cuda:1"),
+        tg.ones(2, device="cuda:1"),
+        tg.full((2,), 3.0, device="cuda:1"),
+        tg.empty(2, device="cuda:1"),
+        tg.randn(2, device="cuda:1"),
+        tg.rand(2, device="cuda:1"),
+        tg.randint(0, 5, (2,), device="cuda:1"),
+        tg.arange(3, device="cuda:1"),
+        tg.eye(2, device="cuda:1"),
+        tg.tensor([1.0], device="cuda:1"),
+        tg.zeros_like(tg.ones(2), device="cuda:1"),
+    ]
+    made.append(tg.ones_like(made[0]))
+    made.append(tg.randn_like(made[0]))
+    assert [str(t.device) for t in made] == ["cuda:1"] * len(made)
+
+
+def test_a_tensor_from_a_gpu_array_stays_on_that_gpu(fake):
+    x = tg.randn(3, device="cuda:1")
+    assert tg.tensor(x._data).device == "cuda:1"
+    assert tg.tensor(x._data, device="cuda:0").device == "cuda:0"
+
+
+def test_manual_seed_seeds_every_device_and_gpu_draws_leave_the_cpu_stream_alone(fake):
+    tg.manual_seed(3)
+    first_gpu = tg.randn(4, device="cuda").numpy()
+    first_cpu = tg.randn(4).numpy()
+    tg.manual_seed(3)
+    np.testing.assert_array_equal(tg.randn(4, device="cuda").numpy(), first_gpu)
+    tg.manual_seed(3)
+    np.testing.assert_array_equal(tg.randn(4).numpy(), first_cpu)  # no GPU draw in between
+
+
+def test_repr_item_and_numpy_of_a_gpu_tensor_go_through_the_host(fake):
+    x = tg.tensor([[1.5, 2.0]], device="cuda:1", requires_grad=True)
+    assert "device='cuda:1'" in repr(x)
+    assert x.sum().item() == 3.5 and isinstance(x.numpy(), np.ndarray)
+    assert x.tolist() == [[1.5, 2.0]]
+
+
+def test_cuda_utilities_report_and_synchronise_through_cupy(fake):
+    assert tg.cuda.current_device() == 0
+    assert tg.cuda.get_device_name(1) == "Fake GPU 1"
+    tg.cuda.synchronize()
+    tg.cuda.synchronize("cuda:1")
+    assert fake.synchronized == 2
+    with pytest.raises(ValueError, match="expected a CUDA device"):
+        tg.cuda.synchronize("cpu")
+
+
+# ---- modules and optimizers --------------------------------------------------------------------------
+
+
+def test_module_to_moves_parameters_and_buffers_in_place(fake):
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    model.register_buffer("scale", tg.ones(2))
+    parameters = list(model.parameters())
+    assert model.to("cuda:1") is model
+    assert list(model.parameters()) == parameters  # same objects: an optimizer keeps working
+    assert {str(t.device) for t in [*model.parameters(), *model.buffers()]} == {"cuda:1"}
+    assert all(isinstance(a, np.ndarray) for a in model.state_dict().values())
+    model.cpu()
+    assert {str(t.device) for t in [*model.parameters(), *model.buffers()]} == {"cpu"}
+
+
+def test_a_state_dict_loads_into_a_model_on_the_gpu(fake):
+    source = nn.GRU(3, 4)
+    target = nn.GRU(3, 4).to("cuda")
+    target.load_state_dict(source.state_dict())
+    assert all(p.device == "cuda:0" for p in target.parameters())
+    for (name, value), loaded in zip(source.state_dict().items(), target.state_dict().values()):
+        np.testing.assert_array_equal(loaded, value, err_msg=name)
+
+
+@pytest.mark.parametrize("make", [optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad])
+def test_optimizer_state_is_created_on_the_parameters_device(fake, make):
+    model = nn.Linear(3, 2).to("cuda:1")
+    options = {"lr": 0.1, "momentum": 0.9} if make in (optim.SGD, optim.RMSprop) else {"lr": 0.1}
+    optimizer = make(model.parameters(), **options)
+    model(tg.randn(4, 3, device="cuda:1")).pow(2).sum().backward()
+    optimizer.step()
+    buffers = [v for state in optimizer.state.values() for v in state.values() if isinstance(v, tg.Tensor)]
+    assert buffers and {str(b.device) for b in buffers} == {"cuda:1"}
+    restored = make(model.parameters(), **options)
+    restored.load_state_dict(optimizer.state_dict())
+    buffers = [v for state in restored.state.values() for v in state.values() if isinstance(v, tg.Tensor)]
+    assert {str(b.device) for b in buffers} == {"cuda:1"}
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_a_training_step_on_the_gpu_matches_the_cpu(fake, kind):
+    """Same weights, same data: loss, gradients and updated weights agree; LSTM/GRU use the fused ops."""
+    tg.set_default_dtype(tg.float64)
+    try:
+        models = {}
+        for device in ("cpu", "cuda"):
+            tg.manual_seed(0)
+            rnn = getattr(nn, kind)(3, 5, num_layers=2, bidirectional=True)
+            models[device] = nn.ModuleList([rnn, nn.Linear(10, 4)]).to(device)
+        data = np.random.default_rng(0).standard_normal((6, 2, 3))
+        targets = np.random.default_rng(1).integers(0, 4, (6, 2))
+        results = {}
+        for device, model in models.items():
+            optimizer = optim.Adam(model.parameters(), lr=0.01)
+            out, _ = model[0](tg.tensor(data, device=device))
+            logits = model[1](out)
+            loss = F.cross_entropy(logits.reshape(-1, 4), tg.tensor(targets, device=device).reshape(-1))
+            loss.backward()
+            norm = clip_grad_norm_(model.parameters(), 0.5)
+            optimizer.step()
+            results[device] = (loss.item(), float(norm), model.state_dict())
+    finally:
+        tg.set_default_dtype(tg.float32)
+    assert results["cuda"][0] == pytest.approx(results["cpu"][0], rel=1e-12)
+    assert results["cuda"][1] == pytest.approx(results["cpu"][1], rel=1e-12)
+    for name, value in results["cpu"][2].items():
+        np.testing.assert_allclose(results["cuda"][2][name], value, rtol=1e-10, atol=1e-12, err_msg=name)
+    used = {k.name for k in fake.kernels if k.calls}
+    assert bool(used) == (kind != "RNN")
+
+
+# ---- on every available device (the cuda case runs only where a GPU is) --------------------------------
+
+
+def test_tensors_factories_and_a_module_land_on_the_requested_device(device):
+    model = nn.LSTM(3, 4).to(device)
+    x = tg.randn(5, 2, 3, device=device)
+    out, (h, c) = model(x)
+    out.sum().backward()
+    assert {str(t.device).split(":")[0] for t in (x, out, h, c, *model.parameters())} == {device}
+    assert all(p.grad.device == p.device for p in model.parameters())
+
+
+def test_moving_to_the_device_and_back_round_trips_values_and_gradients(device):
+    x = tg.randn(3, 4, dtype=tg.float64, requires_grad=True)
+    y = x.to(device)
+    (y.tanh() * 2).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (1 - np.tanh(x.numpy()) ** 2), rtol=1e-12)
