@@ -201,7 +201,7 @@ def load(path: str | os.PathLike) -> Any:
         if raw.dtype != backend.np.uint8 or raw.ndim != 1:
             raise ValueError("the structure member is not a byte string")
         header = json.loads(raw.tobytes().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise ValueError(f"load: {path!r} is corrupted: its structure cannot be read ({error})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT or "root" not in header:
         raise ValueError(f"load: {path!r} is corrupted: its structure has no {FORMAT!r} header")
@@ -209,4 +209,7 @@ def load(path: str | os.PathLike) -> Any:
         raise ValueError(
             f"load: {path!r} has format version {header.get('version')!r}; this version reads {VERSION}"
         )
-    return _decode(header["root"], members, path)
+    try:
+        return _decode(header["root"], members, path)
+    except RecursionError:
+        raise ValueError(f"load: {path!r} is corrupted: its structure is nested too deeply") from None
