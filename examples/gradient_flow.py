@@ -1,13 +1,13 @@
 """How gradients flow back through time: vanishing below spectral radius 1, exploding above it.
 
 Part 1. A vanilla tanh RNN whose recurrent matrix W_hh is a random matrix rescaled to spectral radius
-ρ = 0.5, 0.9, 1.0, 1.1 and 1.5, beside an LSTM (PyTorch's default initialisation, and with its forget gate opened by a bias of 3), and
-beside the same RNN without its tanh (f′ = 1, so ∂h_T/∂h_k = W_hh^(T−k) exactly), all reading the same
-random inputs. The loss is taken at the last step only, L_T, and the engine's ``backward()`` gives
-‖∂L_T/∂h_k‖ for every earlier step k (``gradflow.state_gradients``; for the LSTM the state is (h, c),
-measured jointly). The figure plots it against the lag T − k on a log scale; the table prints the fitted
-per-step factor (the slope of log‖∂L_T/∂h_k‖ against lag, as a ratio per step) and the effective memory
-(the lag at which the norm falls below 1% of its value at lag 0).
+ρ = 0.5, 0.9, 1.0, 1.1 and 1.5; the same RNN without its tanh (f′ = 1, so ∂h_T/∂h_k = W_hh^(T−k)
+exactly); and an LSTM, with PyTorch's initialisation and with its forget gate opened by a bias of 3;
+all reading the same random inputs. The loss is taken at the last step only, L_T, and the engine's
+``backward()`` gives ‖∂L_T/∂h_k‖ for every earlier step k (``gradflow.state_gradients``; for the LSTM
+the state is (h, c), measured jointly). The figure plots it against the lag T − k on a log scale; the
+table prints the fitted per-step factor (the slope of log‖∂L_T/∂h_k‖ against lag, as a ratio per
+step) and the effective memory (the lag at which the norm falls below 1% of its value at lag 0).
 
 Part 2. The contribution ledger (``gradflow.contribution_ledger``): for a per-step loss L = Σ_t L_t, the
 norm of the term that source step k contributes to ∇_θ L_t, for every loss step t and source step k:
