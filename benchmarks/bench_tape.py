@@ -24,7 +24,7 @@ import tinygrad_rnn as tg
 
 
 def chain(n_ops: int, device: str) -> tuple[float, float, float]:
-    """Build ``y = x * w * w * ... * w`` (``n_ops`` products), backprop; return (forward s, backward s, grad)."""
+    """Build ``y = 1 * w * w * ... * w`` (``n_ops`` products) and backprop; (forward s, backward s, grad)."""
     w = tg.tensor(1.0, dtype=tg.float32, device=device, requires_grad=True)
     y = tg.tensor(1.0, dtype=tg.float32, device=device)
     start = time.perf_counter()
@@ -72,10 +72,12 @@ def main() -> None:
     forward, backward = statistics.median(forwards), statistics.median(backwards)
     total = forward + backward
     gc_state = "disabled" if args.no_gc else "enabled"
-    print(f"chain of {args.ops} ops y = y * w (0-d float32) on {args.device}, GC {gc_state}, median of {args.repeat}")
+    print(f"chain of {args.ops} ops y = y * w (0-d float32) on {args.device}, GC {gc_state}, ", end="")
+    print(f"median of {args.repeat}")
     print(f"forward  {forward:.3f} s  ({forward / args.ops * 1e6:.2f} us/op)")
     print(f"backward {backward:.3f} s  ({backward / args.ops * 1e6:.2f} us/op)")
-    print(f"total    {total:.3f} s  ({total / args.ops * 1e6:.2f} us/op)  target < 1 s: {'met' if total < 1 else 'NOT met'}")
+    verdict = "met" if total < 1 else "NOT met"
+    print(f"total    {total:.3f} s  ({total / args.ops * 1e6:.2f} us/op)  target < 1 s: {verdict}")
 
 
 if __name__ == "__main__":
