@@ -151,11 +151,9 @@ def oracle_per_loss(model, loss_fn, inputs, targets, k1, k2):
     return results
 
 
-def run_driver(model, loss_fn, inputs, targets, k1, k2, semantics):
-    return [
-        (u.start, u.stop, u.loss, gradients(model))
-        for u in TBPTT(model, loss_fn, k1=k1, k2=k2, semantics=semantics).updates(inputs, targets)
-    ]
+def run_driver(model, loss_fn, inputs, targets, k1, k2, semantics, **options):
+    driver = TBPTT(model, loss_fn, k1=k1, k2=k2, semantics=semantics, **options)
+    return [(u.start, u.stop, u.loss, gradients(model)) for u in driver.updates(inputs, targets)]
 
 
 def assert_same_updates(got, expected):
@@ -179,14 +177,16 @@ def test_window_semantics_matches_its_definition(model_class, k1, k2):
     assert_same_updates(run_driver(model, mean_squares, inputs, targets, k1, k2, "window"), expected)
 
 
+@pytest.mark.parametrize("vectorize", [True, False])
 @pytest.mark.parametrize("model_class", [TinyRNN, TinyLSTM])
 @pytest.mark.parametrize(("k1", "k2"), [*CASES, (5, 2), (6, 3), (7, 1)])
-def test_per_loss_semantics_matches_its_definition(model_class, k1, k2):
+def test_per_loss_semantics_matches_its_definition(model_class, k1, k2, vectorize):
     model = model_class(seed=k1 * k2)
     inputs, targets = make_stream(model, steps=13)
     for loss_fn in (sum_squares, mean_squares):
         expected = oracle_per_loss(model, loss_fn, inputs, targets, k1, k2)
-        assert_same_updates(run_driver(model, loss_fn, inputs, targets, k1, k2, "per_loss"), expected)
+        got = run_driver(model, loss_fn, inputs, targets, k1, k2, "per_loss", vectorize=vectorize)
+        assert_same_updates(got, expected)
 
 
 def test_batch_first_inputs_give_the_same_updates_as_time_major():
@@ -301,9 +301,15 @@ def recurrent_steps_on_tape(state):
 
 
 @pytest.mark.parametrize(
-    ("semantics", "k1", "k2"), [("window", 5, 8), ("per_loss", 6, 3), ("per_loss", 2, 4)]
+    ("semantics", "k1", "k2", "vectorize", "longest"),
+    [
+        ("window", 5, 8, True, 8),  # the window: k2 steps
+        ("per_loss", 6, 3, False, 3),  # one group at a time: k2 steps behind any state
+        ("per_loss", 6, 3, True, 8),  # all groups side by side: the block and its reach, k1 + k2 - 1
+        ("per_loss", 2, 4, True, 5),
+    ],
 )
-def test_the_tape_never_holds_more_than_k2_recurrent_steps_of_a_long_stream(semantics, k1, k2):
+def test_the_tape_spans_a_bounded_number_of_steps_of_a_long_stream(semantics, k1, k2, vectorize, longest):
     model = TinyRNN()
     inputs, targets = make_stream(model, steps=120)
     depths = []
@@ -316,9 +322,10 @@ def test_the_tape_never_holds_more_than_k2_recurrent_steps_of_a_long_stream(sema
         return output, hidden
 
     model.step = measuring_step
-    for _ in TBPTT(model, mean_squares, k1=k1, k2=k2, semantics=semantics).updates(inputs, targets):
+    driver = TBPTT(model, mean_squares, k1=k1, k2=k2, semantics=semantics, vectorize=vectorize)
+    for _ in driver.updates(inputs, targets):
         pass
-    assert max(depths) == k2  # the chain of states behind any state reaches back k2 steps at most
+    assert max(depths) == longest
 
 
 def test_trainer_reduces_the_loss_and_clips_the_gradient():
@@ -387,3 +394,26 @@ def test_truncation_bias_matches_the_oracle_gradients():
     cosine = truncated @ full / np.linalg.norm(truncated) / np.linalg.norm(full)
     assert abs(bias.cosine - cosine) < 1e-12
     assert abs(bias.relative_error - np.linalg.norm(truncated - full) / np.linalg.norm(full)) < 1e-12
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_per_loss_vectorized_and_sequential_agree_on_a_two_layer_nn_lstm(batch_first):
+    """nn.LSTM's state is ((layers, B, H), (layers, B, H)): replicas go along its batch axis."""
+
+    class Model(tg.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = tg.nn.LSTM(2, 3, num_layers=2, batch_first=batch_first).double()
+            self.readout = tg.nn.Linear(3, 2).double()
+            self.batch_first = batch_first
+
+        def forward(self, x, hidden=None):
+            output, hidden = self.lstm(x, hidden)
+            return self.readout(output), hidden
+
+    model = Model()
+    inputs, targets = make_stream(model, steps=11)
+    for k1, k2 in ((3, 4), (5, 2)):
+        vectorized = run_driver(model, mean_squares, inputs, targets, k1, k2, "per_loss", vectorize=True)
+        sequential = run_driver(model, mean_squares, inputs, targets, k1, k2, "per_loss", vectorize=False)
+        assert_same_updates(vectorized, sequential)

@@ -12,9 +12,10 @@ a full block would put it. k1 = k2 is the familiar loop that detaches the hidden
 k2 < k1 would cut some of the block's losses off from their own outputs' states: refused.
 
 ``semantics="per_loss"``: each L_s reaches back exactly min(k2, s) steps (h_{s-k2} constant for L_s alone).
-Losses whose cuts fall k2 apart share one forward graph (a detach at each of their cuts), so a block
-costs min(k1, k2) + 1 forward/backward passes at most, not one per loss; when k1 > k2 that is k2 passes
-for k1 losses.
+Losses whose cuts fall k2 apart share one graph (a detach at each of their cuts), which leaves at most
+min(k1, k2) + 1 groups per block. By default the groups run side by side as replicas along the batch
+axis, so a block is one forward and one backward pass over its k1 + k2 - 1 steps, with (groups + 1)·B
+rows, instead of k1 replays of k2 steps; ``vectorize=False`` runs the groups one after another.
 
 The block's loss is ``loss_fn(outputs of the block, targets of the block)``; under ``per_loss`` each step's
 share of it, ∂loss/∂y_s, is sent back along that step's own truncated path.
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import backend
 from .autograd import no_grad
 from .functions import cat, where
 from .tensor import Tensor
@@ -84,6 +86,10 @@ class TBPTT:
             model has it, else False).
         zero_grad: set every parameter's ``.grad`` to None before each update's backward, so the yielded
             gradient is that update's alone (the model needs ``parameters()``).
+        vectorize: under ``per_loss``, run the groups of losses side by side as replicas of the batch, in
+            one forward and one backward pass of (groups + 1)·B rows; this needs a model whose batch rows
+            are independent (any recurrent layer; not one that mixes the batch). False runs one pass per
+            group, in turn.
 
     Memory is bounded by k1 and k2, not by the stream length: at most k2 + 1 detached states are kept,
     and each backward pass spans at most k1 + k2 steps.
@@ -98,6 +104,7 @@ class TBPTT:
         semantics: str = "window",
         batch_first: bool | None = None,
         zero_grad: bool = True,
+        vectorize: bool = True,
     ) -> None:
         for name, value in (("k1", k1), ("k2", k2)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -113,7 +120,7 @@ class TBPTT:
         self.model, self.loss_fn = model, loss_fn
         self.k1, self.k2, self.semantics = k1, k2, semantics
         self.batch_first = getattr(model, "batch_first", False) if batch_first is None else batch_first
-        self.zero_grad = zero_grad
+        self.zero_grad, self.vectorize = zero_grad, vectorize
         self.hidden: Any = None
 
     # ---- public ------------------------------------------------------------------------------------
@@ -136,7 +143,9 @@ class TBPTT:
             )
         self._inputs, self._time_dim = inputs, time_dim
         states = {0: detach_hidden(hidden)}  # position p -> detached h_p
-        walk = self._window if self.semantics == "window" else self._per_loss
+        walk = self._window
+        if self.semantics == "per_loss":
+            walk = self._per_loss_vectorized if self.vectorize else self._per_loss
         index, start = 0, 0
         while start < steps:
             stop = min(start + self.k1, steps)
@@ -175,10 +184,8 @@ class TBPTT:
         # Group the losses: L_s with s <= k2 reach h_0 and share one graph; beyond that, the losses with
         # equal s mod k2 have cuts exactly k2 apart, each at the previous one's step, so one graph with a
         # detach at each cut gives every one of them its own reach.
-        groups: dict[Any, list[int]] = {}
-        for s in range(start + 1, stop + 1):
-            groups.setdefault("uncut" if s <= k2 else s % k2, []).append(s)
-        firsts = [max(0, owned[0] - k2) for owned in groups.values()]
+        groups = self._groups(start, stop)
+        firsts = [max(0, owned[0] - k2) for owned in groups]
         # One pass without a graph gives the values of the block's outputs and the states that the graphs
         # below and later blocks start from: each group's first cut and every h_p with p > stop - k2.
         record = {*firsts, *range(max(start + 1, stop - k2 + 1), stop + 1)}
@@ -187,7 +194,7 @@ class TBPTT:
         loss = self.loss_fn(reference, block_targets)
         mask_shape = [1] * reference.ndim
         mask_shape[time_dim] = stop - start
-        for owned, first in zip(groups.values(), firsts):
+        for owned, first in zip(groups, firsts):
             last = owned[-1]
             cuts = [s - k2 for s in owned[1:]]
             outputs, _ = self._run(states, first, last, cuts=cuts, record=(), keep_from=max(start, first))
@@ -202,6 +209,63 @@ class TBPTT:
             mask = Tensor([s in owned_set for s in range(start + 1, stop + 1)], device=reference.device)
             self._backward(self.loss_fn(where(mask.reshape(*mask_shape), outputs, reference), block_targets))
         return float(loss.item()), min(firsts)
+
+    def _groups(self, start: int, stop: int) -> list[list[int]]:
+        """The block's losses grouped so that one graph serves a group: L_s with s <= k2 reach h_0 and
+        share one; beyond that, the losses with equal s mod k2 have cuts exactly k2 apart, each at the
+        previous one's step, so a detach at each cut gives every one of them its own reach."""
+        groups: dict[Any, list[int]] = {}
+        for s in range(start + 1, stop + 1):
+            groups.setdefault("uncut" if s <= self.k2 else s % self.k2, []).append(s)
+        return list(groups.values())
+
+    def _per_loss_vectorized(
+        self, states: dict, start: int, stop: int, steps: int, block_targets: Tensor
+    ) -> tuple:
+        """``per_loss`` in one pass: replica r of the batch carries group r's graph (restarted from the
+        stored state at its first cut, detached at its later cuts); the last replica carries the stream
+        itself from h_start, to record the states later blocks start from. Each step's output is taken
+        from the replica that owns its loss."""
+        k2, time_dim = self.k2, self._time_dim
+        groups = self._groups(start, stop)
+        firsts = [max(0, owned[0] - k2) for owned in groups]
+        reach = min(firsts)
+        width = len(groups) + 1
+        stream = width - 1
+        restarts: dict[int, list[int]] = {}
+        for replica, first in enumerate(firsts):
+            if first > reach:
+                restarts.setdefault(first, []).append(replica)
+        if start > reach:
+            restarts.setdefault(start, []).append(stream)
+        detaches: dict[int, list[int]] = {}
+        for replica, owned in enumerate(groups):
+            for s in owned[1:]:
+                if s - k2 > firsts[replica]:  # the losses of the "uncut" group all reach h_0
+                    detaches.setdefault(s - k2, []).append(replica)
+        record = {p for p in firsts if p > start} | set(range(max(start + 1, stop - k2 + 1), stop + 1))
+        owner = {s: replica for replica, owned in enumerate(groups) for s in owned}
+        bounds = sorted({reach, stop, *restarts, *detaches, *record})
+        inputs = _tile(self._slice(self._inputs, reach, stop)._data, width, 1 - time_dim)
+        hidden = _tile_hidden(states[reach], width)
+        batch = self._inputs.shape[1 - time_dim]
+        pieces = []
+        for left, right in itertools.pairwise(bounds):
+            if left in record:
+                states[left] = _replica_rows(hidden, stream, batch, detach=True)
+            if left in restarts:
+                hidden = _replace_rows(hidden, restarts[left], _tile_hidden(states[left], width), batch)
+            if left in detaches:
+                hidden = _replace_rows(hidden, detaches[left], detach_hidden(hidden), batch)
+            output, hidden = self.model(self._slice(inputs, left - reach, right - reach), hidden)
+            for s in range(max(left, start) + 1, right + 1):
+                step = self._slice(output, s - 1 - left, s - left)
+                pieces.append(_rows(step, owner[s], batch, 1 - time_dim))
+        states[stop] = _replica_rows(hidden, stream, batch, detach=True)
+        outputs = pieces[0] if len(pieces) == 1 else cat(pieces, dim=time_dim)
+        loss = self.loss_fn(outputs, block_targets)
+        self._backward(loss)
+        return float(loss.item()), reach
 
     # ---- running the model -------------------------------------------------------------------------
 
@@ -233,6 +297,50 @@ class TBPTT:
     def _backward(self, loss: Tensor) -> None:
         if loss.requires_grad:
             loss.backward()
+
+
+# ---- replicas along the batch axis (vectorized per_loss) ---------------------------------------------
+
+
+def _tile(array: Any, width: int, axis: int) -> Tensor:
+    """``width`` copies of ``array`` stacked along its batch ``axis``, as a constant tensor."""
+    xp = backend.get_array_module(array)
+    return Tensor._make(xp.concatenate([array] * width, axis=axis), False, None, 0)
+
+
+def _tile_hidden(hidden: Any, width: int) -> Any:
+    """Tile every tensor of a hidden state along its batch axis (the second to last: (B, H), (L, B, H))."""
+    if hidden is None:
+        return None
+    if isinstance(hidden, Tensor):
+        return _tile(hidden._data, width, hidden.ndim - 2)
+    return type(hidden)(_tile_hidden(h, width) for h in hidden)
+
+
+def _rows(t: Tensor, replica: int, batch: int, axis: int) -> Tensor:
+    index = [slice(None)] * t.ndim
+    index[axis] = slice(replica * batch, (replica + 1) * batch)
+    return t[tuple(index)]
+
+
+def _replica_rows(hidden: Any, replica: int, batch: int, detach: bool) -> Any:
+    if isinstance(hidden, Tensor):
+        rows = _rows(hidden, replica, batch, hidden.ndim - 2)
+        return rows.detach() if detach else rows
+    return type(hidden)(_replica_rows(h, replica, batch, detach) for h in hidden)
+
+
+def _replace_rows(hidden: Any, replicas: list[int], source: Any, batch: int) -> Any:
+    """``hidden`` with the rows of ``replicas`` taken from ``source`` (same structure and shapes)."""
+    if isinstance(hidden, Tensor):
+        axis = hidden.ndim - 2
+        width = hidden.shape[axis] // batch
+        shape = [1] * hidden.ndim
+        shape[axis] = width * batch
+        chosen = [r in replicas for r in range(width) for _ in range(batch)]
+        mask = Tensor(chosen, device=hidden.device).reshape(*shape)
+        return where(mask, source, hidden)
+    return type(hidden)(_replace_rows(h, replicas, s, batch) for h, s in zip(hidden, source))
 
 
 def _loss_cross_entropy(output: Tensor, target: Tensor) -> Tensor:
