@@ -1,0 +1,279 @@
+"""What truncating the backward pass costs: the seed's truncation table, measured.
+
+Two tasks whose dependency lag is longer than the short truncation:
+
+* the adding problem (``data.adding_problem``): T steps, two marked numbers at lags between
+  ``--min-lag`` and ``--max-lag`` from the last step, their sum asked for at the last step;
+* the copy task (``data.copy_task``): S symbols, a delay, then the S symbols written back, so each
+  symbol is held S + delay steps.
+
+An LSTM with a linear read-out is trained on each with full BPTT and with the backward pass truncated
+to the last k = 100 and k = 20 steps: the states before step T − k are computed without a graph and
+held constant, so no gradient reaches back further than k steps from the end (a cut shared by every
+loss of the sequence). For each setting the table gives the peak memory of one update, the time per
+update, the final error on fresh data, the truncation bias (``bptt.truncation_bias``: cosine and
+relative error between the truncated and the full gradient at the trained parameters, on fresh data,
+each loss reaching back k steps) and whether the long dependency was learned.
+
+    python examples/truncation_tradeoff.py [--updates 600] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+# Small matrices: BLAS threads cost more than they save (see examples/char_lstm.py).
+for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
+import _common  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tinygrad_rnn as tg  # noqa: E402
+import tinygrad_rnn.nn.functional as F  # noqa: E402
+from tinygrad_rnn import bptt, data, nn, optim, plot  # noqa: E402
+
+
+class SequenceModel(nn.Module):
+    """(Embedding →) LSTM → Linear: outputs (T, B, O) for inputs (T, B, I) or token ids (T, B)."""
+
+    def __init__(self, input_size: int, hidden_size: int, output_size: int, vocabulary: int = 0) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocabulary, input_size) if vocabulary else None
+        self.rnn = nn.LSTM(input_size, hidden_size)
+        self.head = nn.Linear(hidden_size, output_size)
+
+    def forward(self, x: tg.Tensor, hidden: object = None) -> tuple[tg.Tensor, object]:
+        if self.embedding is not None:
+            x = self.embedding(x)
+        output, hidden = self.rnn(x, hidden)
+        return self.head(output), hidden
+
+
+class AddingTask:
+    name = "adding"
+
+    def __init__(self, args: object) -> None:
+        self.args = args
+        self.steps = args.adding_steps
+
+    def batch(self, size: int, seed: int) -> tuple[tg.Tensor, tg.Tensor]:
+        a = self.args
+        inputs, targets = data.adding_problem(size, self.steps, seed, a.min_lag, a.max_lag, device=a.device)
+        # Targets along time, so one loss function serves every setting; only the last step is scored.
+        full = tg.zeros(self.steps, size, 1, device=a.device)
+        full[-1] = targets
+        return inputs, full
+
+    def model(self) -> SequenceModel:
+        return SequenceModel(2, self.args.hidden_size, 1)
+
+    def loss(self, outputs: tg.Tensor, targets: tg.Tensor) -> tg.Tensor:
+        """Mean squared error of the prediction at the last step."""
+        return F.mse_loss(outputs[-1], targets[-1])
+
+    def error(self, outputs: tg.Tensor, targets: tg.Tensor) -> float:
+        return float(self.loss(outputs, targets).item())
+
+    error_name, chance = "test MSE", 1.0 / 6.0
+
+    def learned(self, error: float) -> bool:
+        return error < 0.1 * self.chance
+
+
+class CopyTask:
+    name = "copy"
+
+    def __init__(self, args: object) -> None:
+        self.args = args
+        self.steps = 2 * args.copy_symbols + args.copy_delay
+
+    def batch(self, size: int, seed: int) -> tuple[tg.Tensor, tg.Tensor]:
+        a = self.args
+        return data.copy_task(size, a.copy_alphabet, a.copy_symbols, a.copy_delay, seed, device=a.device)
+
+    def model(self) -> SequenceModel:
+        return SequenceModel(
+            16, self.args.hidden_size, self.args.copy_alphabet + 1, self.args.copy_alphabet + 2
+        )
+
+    def loss(self, outputs: tg.Tensor, targets: tg.Tensor) -> tg.Tensor:
+        """Cross-entropy over the recall steps (the other steps' targets are ignored)."""
+        return F.cross_entropy(
+            outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), ignore_index=data.IGNORE_INDEX
+        )
+
+    def error(self, outputs: tg.Tensor, targets: tg.Tensor) -> float:
+        """Fraction of recalled symbols that are wrong."""
+        guesses = outputs.numpy().argmax(axis=-1)
+        wanted = targets.numpy()
+        scored = wanted != data.IGNORE_INDEX
+        return float((guesses[scored] != wanted[scored]).mean())
+
+    error_name = "recall error"
+
+    @property
+    def chance(self) -> float:
+        return 1.0 - 1.0 / self.args.copy_alphabet
+
+    def learned(self, error: float) -> bool:
+        return error < 0.1
+
+
+def gradient(
+    model: SequenceModel, task: object, inputs: tg.Tensor, targets: tg.Tensor, k: int | None
+) -> float:
+    """Loss of one sequence batch, with ``.grad`` filled by BPTT truncated to the last ``k`` steps."""
+    steps = inputs.shape[0]
+    cut = 0 if k is None or k >= steps else steps - k
+    hidden = None
+    prefix = None
+    if cut:
+        # The states before the cut are constants for every loss: no graph is recorded for them.
+        with tg.no_grad():
+            prefix, hidden = model(inputs[:cut], None)
+    outputs, _ = model(inputs[cut:], hidden)
+    if prefix is not None:
+        outputs = tg.cat([prefix, outputs], dim=0)
+    loss = task.loss(outputs, targets)
+    for p in model.parameters():
+        p.grad = None
+    loss.backward()
+    return float(loss.item())
+
+
+def train(task: object, k: int | None, args: object) -> dict:
+    tg.manual_seed(args.seed)
+    model = task.model().to(args.device)
+    optimizer = optim.Adam(model.parameters(), lr=args.lr)
+    losses, seconds = [], 0.0
+    for update in range(args.updates):
+        inputs, targets = task.batch(args.batch_size, seed=args.seed * 100_003 + update)
+        _common.synchronize(args.device)
+        tick = time.perf_counter()
+        losses.append(gradient(model, task, inputs, targets, k))
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        optimizer.step()
+        _common.synchronize(args.device)
+        seconds += time.perf_counter() - tick
+    inputs, targets = task.batch(args.batch_size, seed=args.seed * 100_003 + args.updates)
+    _, peak = _common.peak_memory(lambda: gradient(model, task, inputs, targets, k), args.device)
+
+    test_inputs, test_targets = task.batch(args.test_size, seed=10**9 + args.seed)
+    with tg.no_grad():
+        outputs, _ = model(test_inputs)
+    error = task.error(outputs, test_targets)
+    bias_inputs, bias_targets = task.batch(args.batch_size, seed=10**9 + 1 + args.seed)
+    if k is None or k >= task.steps:
+        cosine, relative = 1.0, 0.0
+    else:
+        bias = bptt.truncation_bias(model, task.loss, bias_inputs, bias_targets, k2=k)
+        cosine, relative = bias.cosine, bias.relative_error
+    return {
+        "losses": losses,
+        "ms": 1e3 * seconds / args.updates,
+        "peak": peak,
+        "error": error,
+        "cosine": cosine,
+        "relative": relative,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _common.base_parser(__doc__.split("\n\n")[0], "truncation_tradeoff")
+    parser.add_argument("--updates", type=int, default=600, help="Adam updates per setting")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--test-size", type=int, default=500)
+    parser.add_argument("--hidden-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--adding-steps", type=int, default=120)
+    parser.add_argument("--min-lag", type=int, default=30)
+    parser.add_argument("--max-lag", type=int, default=90)
+    parser.add_argument("--copy-symbols", type=int, default=4)
+    parser.add_argument("--copy-delay", type=int, default=26)
+    parser.add_argument("--copy-alphabet", type=int, default=6)
+    parser.add_argument("--truncations", default="full,100,20", help="comma-separated k, 'full' for none")
+    parser.add_argument("--tasks", default="adding,copy")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.updates, args.batch_size, args.test_size, args.hidden_size = 3, 4, 8, 8
+        args.adding_steps, args.min_lag, args.max_lag = 30, 8, 20
+        args.copy_symbols, args.copy_delay = 2, 6
+        args.truncations = "full,10,4"
+    os.makedirs(args.out, exist_ok=True)
+    settings = [None if k == "full" else int(k) for k in args.truncations.split(",")]
+    tasks = {"adding": AddingTask, "copy": CopyTask}
+    rows, curves = [], {}
+    for name in args.tasks.split(","):
+        task = tasks[name](args)
+        lag = (
+            f"{args.min_lag}-{args.max_lag}" if name == "adding" else str(args.copy_symbols + args.copy_delay)
+        )
+        for k in settings:
+            label = "full" if k is None else f"k={k}"
+            result = train(task, k, args)
+            curves[f"{name} {label}"] = result["losses"]
+            reach = task.steps if k is None else min(k, task.steps)
+            rows.append(
+                [
+                    name,
+                    task.steps,
+                    lag,
+                    label,
+                    reach,
+                    _common.megabytes(result["peak"]),
+                    f"{result['ms']:.1f}",
+                    f"{result['error']:.3f} ({task.chance:.3f})",
+                    f"{result['cosine']:.3f}",
+                    f"{result['relative']:.3f}",
+                    "yes" if task.learned(result["error"]) else "no",
+                ]
+            )
+            print(f"{name} {label}: error {result['error']:.4f}, {result['ms']:.1f} ms/update", flush=True)
+    headers = [
+        "task",
+        "T",
+        "lag",
+        "BPTT",
+        "reach",
+        "peak MB",
+        "ms/update",
+        "error (chance)",
+        "cos(g_k, g)",
+        "rel. err",
+        "learned",
+    ]
+    title = (
+        f"truncation trade-off: LSTM H={args.hidden_size}, batch {args.batch_size}, "
+        f"{args.updates} Adam updates per setting"
+    )
+    _common.print_table(title, headers, rows, args.out)
+    for name in args.tasks.split(","):
+        series = {
+            label: (list(range(1, len(c) + 1)), _smooth(c))
+            for label, c in curves.items()
+            if label.startswith(name)
+        }
+        path = plot.lines(
+            os.path.join(args.out, f"{name}_training.png"),
+            series,
+            "update",
+            "training loss (smoothed)",
+            title=f"{name} task: full BPTT vs truncated",
+            log_y=True,
+        )
+        print(f"figure: {path}")
+    return 0
+
+
+def _smooth(values: list[float], width: int = 20) -> list[float]:
+    width = max(1, min(width, len(values)))
+    kernel = np.ones(width) / width
+    smoothed = np.convolve(np.asarray(values), kernel, mode="valid")
+    return [float("nan")] * (len(values) - len(smoothed)) + [float(v) for v in smoothed]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
