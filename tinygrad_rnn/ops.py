@@ -746,35 +746,42 @@ class CrossEntropy(Function):
     and C the number of classes: loss_i = (1-ε) w[t_i](-log p[i, t_i]) + (ε/C) Σ_c w_c(-log p[i, c]),
     zero for rows with t_i == ignore_index; mean divides by Σ w[t_i] over non-ignored rows.
     Gradient: dx_i = g_i [(1-ε) w[t_i] (p_i - onehot(t_i)) + (ε/C)(Σ_c w_c · p_i - w)].
+
+    The forward pass keeps e = exp(x - max) and its row sums, never the full log p: the backward pass
+    is then one scaled copy of e (p = e / Σe) plus a scatter at the targets.
     """
 
     def forward(ctx, x, target, weight, ignore_index, reduction, label_smoothing):
         xp = xp_of(x)
-        ctx.shape, ctx.smoothing, ctx.class_weight = x.shape, label_smoothing, weight
+        ctx.shape, ctx.smoothing = x.shape, label_smoothing
         rows = _class_rows(x)
         shifted = rows - rows.max(axis=1, keepdims=True)
-        log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-        ctx.log_probs = log_probs
-        losses = _picked(ctx, log_probs, target, weight, ignore_index)
+        ctx.exp = xp.exp(shifted)
+        ctx.total = ctx.exp.sum(axis=1)
+        log_total = xp.log(ctx.total)
+        # -log p[i, t] = log Σe - shifted[i, t]
+        losses = _picked(ctx, shifted, target, weight, ignore_index) + log_total * ctx.weight_t
+        ctx.class_weight = None if weight is None else weight.astype(x.dtype)
         if label_smoothing:
-            weighted = -log_probs if weight is None else -log_probs * weight.astype(x.dtype)
-            smooth = weighted.sum(axis=1) * ctx.valid
-            losses = (1 - label_smoothing) * losses + (label_smoothing / rows.shape[1]) * smooth
+            classes = rows.shape[1]
+            if weight is None:
+                smooth = classes * log_total - shifted.sum(axis=1)
+            else:
+                smooth = ctx.class_weight.sum() * log_total - shifted @ ctx.class_weight
+            losses = (1 - label_smoothing) * losses + (label_smoothing / classes) * smooth * ctx.valid
         return _reduce_rows(ctx, losses, reduction, target.shape)
 
     def backward(ctx, g):
         scale = _row_scale(ctx, g)
-        probs = xp_of(g).exp(ctx.log_probs)
         nll_scale = (1 - ctx.smoothing) * scale * ctx.weight_t
-        grad = probs * nll_scale[:, None]
-        grad[ctx.rows, ctx.safe] -= nll_scale
+        probability_scale = nll_scale
         if ctx.smoothing:
-            classes = probs.shape[1]
+            classes = ctx.exp.shape[1]
             w = ctx.class_weight
             smooth_scale = (ctx.smoothing / classes) * scale * ctx.valid
-            if w is None:
-                grad += smooth_scale[:, None] * (classes * probs - 1)
-            else:
-                w = w.astype(probs.dtype)
-                grad += smooth_scale[:, None] * (w.sum() * probs - w)
+            probability_scale = nll_scale + smooth_scale * (classes if w is None else w.sum())
+        grad = ctx.exp * (probability_scale / ctx.total)[:, None]
+        grad[ctx.rows, ctx.safe] -= nll_scale
+        if ctx.smoothing:
+            grad -= smooth_scale[:, None] if w is None else smooth_scale[:, None] * w
         return _class_unrows(grad, ctx.shape)
