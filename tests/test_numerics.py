@@ -11,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 import tinygrad_rnn as tg
 import tinygrad_rnn.nn.functional as F
+from tinygrad_rnn import nn, optim
 
 HUGE = 1e4
 EPS32 = float(np.finfo(np.float32).eps)
@@ -140,3 +141,97 @@ def test_log_softmax_and_cross_entropy_match_float64_for_random_logits_at_any_sc
     targets = np.arange(logits.shape[0]) % logits.shape[1]
     loss = F.cross_entropy(tg.tensor(logits), tg.tensor(targets), reduction="none").numpy()
     _assert_close32(loss, -reference[np.arange(len(targets)), targets], 2 * scale)
+
+
+# ---- gradient clipping ------------------------------------------------------------------------------
+
+
+def _parameters_with_grads(*grads: np.ndarray) -> list:
+    parameters = []
+    for g in grads:
+        p = tg.zeros(*g.shape, dtype=g.dtype, requires_grad=True)
+        p.grad = tg.tensor(g)
+        parameters.append(p)
+    return parameters
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_clip_grad_norm_with_error_if_nonfinite_raises_and_leaves_gradients_alone(bad):
+    grads = [np.array([1.0, 2.0], np.float32), np.array([3.0, bad], np.float32)]
+    parameters = _parameters_with_grads(*grads)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        nn.utils.clip_grad_norm_(parameters, max_norm=1.0, error_if_nonfinite=True)
+    for p, g in zip(parameters, grads):
+        np.testing.assert_array_equal(p.grad.numpy(), g)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, float("inf")])
+@given(
+    exponent=st.integers(-45, 38),
+    mantissas=hnp.arrays(np.float64, st.integers(1, 6), elements=st.floats(-9.9, 9.9)),
+    max_norm=st.sampled_from([0.0, 1e-3, 1.0, 1e30]),
+)
+def test_clip_grad_norm_never_turns_finite_gradients_into_nan_at_any_scale(
+    norm_type, exponent, mantissas, max_norm
+):
+    # float32 gradients from 1e-45 (subnormal) to 1e38 (near the largest float32): naive Σ g² would
+    # underflow to 0 or overflow to inf.
+    with np.errstate(over="ignore"):
+        grad = (mantissas * 10.0**exponent).astype(np.float32)
+    grad[~np.isfinite(grad)] = np.float32(3e38)
+    parameters = _parameters_with_grads(grad, grad[::-1].copy())
+    exact = np.linalg.norm(np.concatenate([grad, grad[::-1]]).astype(np.float64), ord=norm_type)
+    total = nn.utils.clip_grad_norm_(
+        parameters, max_norm=max_norm, norm_type=norm_type, error_if_nonfinite=True
+    )
+    if exact < np.finfo(np.float32).max:
+        assert total.item() == pytest.approx(exact, rel=1e-5)
+    clipped = np.concatenate([p.grad.numpy() for p in parameters]).astype(np.float64)
+    assert np.isfinite(clipped).all()
+    if exact > max_norm + 1e-6:
+        # Rescaled as one vector: the direction is kept and the norm is at most max_norm.
+        assert np.linalg.norm(clipped, ord=norm_type) <= max_norm * (1 + 1e-5) + 1e-30
+        expected = np.concatenate([grad, grad[::-1]]).astype(np.float64) * (max_norm / (exact + 1e-6))
+        np.testing.assert_allclose(clipped, expected, rtol=1e-4, atol=1e-37)
+
+
+def test_clip_grad_norm_clips_finite_gradients_whose_norm_exceeds_the_largest_float32():
+    # ‖(3e38, 3e38)‖ = 4.2e38 does not fit in float32: the gradients are finite and must be clipped to
+    # norm 1, not zeroed (max_norm / inf) and not refused as non-finite.
+    parameters = _parameters_with_grads(np.array([3e38, -3e38], np.float32))
+    total = nn.utils.clip_grad_norm_(parameters, max_norm=1.0, error_if_nonfinite=True)
+    assert total.item() == np.inf  # the norm itself, reported in the gradients' dtype, as in PyTorch
+    np.testing.assert_allclose(parameters[0].grad.numpy(), [0.5**0.5, -(0.5**0.5)], rtol=1e-6)
+
+
+def test_clip_grad_norm_of_all_zero_gradients_leaves_zeros():
+    parameters = _parameters_with_grads(np.zeros(3, np.float32), np.zeros((2, 2), np.float32))
+    assert nn.utils.clip_grad_norm_(parameters, 1.0, error_if_nonfinite=True).item() == 0.0
+    for p in parameters:
+        assert (p.grad.numpy() == 0).all()
+
+
+def test_an_exploding_rnn_with_spectral_radius_3_trained_with_clipping_keeps_finite_weights():
+    tg.manual_seed(0)
+    hidden_size, seq_len, batch = 16, 60, 4
+    rnn = nn.RNN(3, hidden_size, nonlinearity="relu")
+    head = nn.Linear(hidden_size, 1)
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((hidden_size, hidden_size)))
+    with tg.no_grad():
+        rnn.weight_hh_l0.copy_((3.0 * q).astype(np.float32))  # every eigenvalue has modulus 3
+    assert np.abs(np.linalg.eigvals(rnn.weight_hh_l0.numpy())).min() == pytest.approx(3.0, rel=1e-4)
+    parameters = [*rnn.parameters(), *head.parameters()]
+    optimizer = optim.SGD(parameters, lr=0.01)
+    data = np.random.default_rng(1).standard_normal((seq_len, batch, 3)).astype(np.float32) * 1e-3
+    x, target = tg.tensor(data), tg.tensor(np.ones((batch, 1), np.float32))
+    norms = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        out, _ = rnn(x)
+        loss = F.mse_loss(head(out[-1]), target)
+        loss.backward()
+        norms.append(nn.utils.clip_grad_norm_(parameters, max_norm=1.0).item())
+        optimizer.step()
+        for p in parameters:
+            assert np.isfinite(p.numpy()).all()
+    assert max(norms) > 1e6  # the gradient really explodes: clipping was doing the work

@@ -81,14 +81,17 @@ def clip_grad_norm_(
             ratio = xp.abs(g._data / _on(scale, g.device).astype(g.dtype))
             terms = ratio * ratio if norm_type == 2.0 else ratio**norm_type
             accumulated = accumulated + _on(terms.sum(), dev)
-        total = scale * accumulated ** (1.0 / norm_type)
-    total = backend.ensure_array(xp.asarray(total, dtype=first.dtype))
+        # In float64: the norm of finite float32 gradients near the largest float32 can exceed it, and
+        # they must still be clipped (an infinite norm would zero them) and not be reported non-finite.
+        total = scale.astype(xp.float64) * accumulated.astype(xp.float64) ** (1.0 / norm_type)
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(
             f"{name}: the total norm of order {norm_type} of the gradients is non-finite ({float(total)}), "
             "so they cannot be clipped; pass error_if_nonfinite=False to clip anyway"
         )
     coefficient = xp.minimum(max_norm / (total + 1e-6), 1.0)
+    with backend.np.errstate(over="ignore"):  # the returned norm is inf when float32 cannot hold it
+        total = backend.ensure_array(xp.asarray(total, dtype=first.dtype))
     for g in grads:
         g.mul_(_on(coefficient, g.device).astype(g.dtype))
     return Tensor._make(total, False, None, 0)
