@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import tinygrad_rnn as tg
 import tinygrad_rnn.nn.functional as F
@@ -117,6 +118,18 @@ def test_dropout_is_identity_in_eval_and_scales_kept_elements_in_training():
         F.dropout(x, 1.5)
 
 
+# ---- activations ----------------------------------------------------------------------------------------
+
+
+def test_activations_match_formulas_and_gradcheck():
+    x = f64([-2.0, -0.5, 0.3, 4.0])
+    np.testing.assert_allclose(F.relu(x).numpy(), np.maximum(x.numpy(), 0))
+    np.testing.assert_allclose(F.tanh(x).numpy(), np.tanh(x.numpy()))
+    np.testing.assert_allclose(F.sigmoid(x).numpy(), 1 / (1 + np.exp(-x.numpy())))
+    for activation in (F.relu, F.tanh, F.sigmoid):
+        assert tg.gradcheck(activation, [x])
+
+
 # ---- softmax, log_softmax -------------------------------------------------------------------------------
 
 
@@ -143,6 +156,20 @@ def test_log_softmax_is_finite_for_extreme_logits_and_dtype_casts():
 def test_mse_loss_matches_formula_and_gradcheck(reduction):
     rng = np.random.default_rng(3)
     x, y = f64(rng.standard_normal((3, 4))), f64(rng.standard_normal((3, 4)))
+    expected = (x.numpy() - y.numpy()) ** 2
+    expected = {"mean": expected.mean(), "sum": expected.sum(), "none": expected}[reduction]
+    np.testing.assert_allclose(F.mse_loss(x, y, reduction=reduction).numpy(), expected)
+    assert tg.gradcheck(lambda x, y: F.mse_loss(x, y, reduction=reduction), [x, y])
+
+
+@given(
+    shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=3),
+    reduction=st.sampled_from(REDUCTIONS),
+    seed=st.integers(0, 2**16),
+)
+def test_mse_loss_gradcheck_with_broadcasting(shapes, reduction, seed):
+    rng = np.random.default_rng(seed)
+    x, y = (f64(rng.standard_normal(shape)) for shape in shapes.input_shapes)
     expected = (x.numpy() - y.numpy()) ** 2
     expected = {"mean": expected.mean(), "sum": expected.sum(), "none": expected}[reduction]
     np.testing.assert_allclose(F.mse_loss(x, y, reduction=reduction).numpy(), expected)

@@ -47,11 +47,13 @@ def sgd_reference(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=Fa
     return path
 
 
-def adam_reference(lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, decoupled=False):
+def adam_reference(
+    lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, decoupled=False, maximize=False
+):
     p, m, v, v_max, path = P0.copy(), 0.0, 0.0, 0.0, []
     beta1, beta2 = betas
     for t in range(1, 4):
-        g = gradient(p, t - 1)
+        g = -gradient(p, t - 1) if maximize else gradient(p, t - 1)
         if decoupled:
             p = p * (1 - lr * weight_decay)
         else:
@@ -109,6 +111,7 @@ CASES = [
     ("Adam", dict(lr=0.1, betas=(0.8, 0.9), eps=1e-3), adam_reference),
     ("Adam", dict(lr=0.1, weight_decay=0.2), adam_reference),
     ("Adam", dict(lr=0.1, amsgrad=True), adam_reference),
+    ("Adam", dict(lr=0.1, weight_decay=0.2, maximize=True), adam_reference),
     ("Adam", dict(lr=0.1, betas=(0.9, 0.5), amsgrad=True), adam_reference),
     ("AdamW", dict(lr=0.1, weight_decay=0.2), lambda **kw: adam_reference(decoupled=True, **kw)),
     (

@@ -1,7 +1,8 @@
 """Functional forms of layers and losses (``tinygrad_rnn.nn.functional``, imported as ``F``), with the
 names, signatures and semantics of ``torch.nn.functional``.
 
-Layers: ``linear``, ``embedding``, ``dropout``. Activations: ``softmax``, ``log_softmax``.
+Layers: ``linear``, ``embedding``, ``dropout``. Activations: ``relu``, ``tanh``, ``sigmoid``, ``softmax``,
+``log_softmax``.
 Losses: ``mse_loss``, ``cross_entropy``, ``nll_loss``, ``binary_cross_entropy_with_logits``; each takes
 ``reduction`` = ``"mean"`` (default), ``"sum"`` or ``"none"`` (the per-element losses).
 
@@ -88,6 +89,21 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     ``training`` is False. Gradient: dinput = g * m / (1 - p)."""
     _require_tensor("dropout", "input", input)
     return functions.dropout(input, p=p, training=training)
+
+
+def relu(input: Tensor) -> Tensor:
+    """max(x, 0) elementwise. Gradient: g where x > 0, else 0."""
+    return _require_tensor("relu", "input", input).relu()
+
+
+def tanh(input: Tensor) -> Tensor:
+    """tanh(x) elementwise. Gradient: g (1 - tanh(x)²)."""
+    return _require_tensor("tanh", "input", input).tanh()
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    """σ(x) = 1 / (1 + exp(-x)) elementwise, without overflow. Gradient: g σ(x)(1 - σ(x))."""
+    return _require_tensor("sigmoid", "input", input).sigmoid()
 
 
 def _implicit_dim(ndim: int) -> int:
