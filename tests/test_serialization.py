@@ -249,6 +249,11 @@ def test_an_interrupted_rename_leaves_the_previous_file_intact(tmp_path, monkeyp
     assert os.listdir(tmp_path) == ["ckpt.npz"]
 
 
+def test_save_into_a_missing_directory_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*does not exist"):
+        tg.save({"w": np.ones(2)}, tmp_path / "nowhere" / "ckpt.npz")
+
+
 def test_save_replaces_an_existing_file_and_keeps_its_permissions(tmp_path):
     path = tmp_path / "ckpt.npz"
     tg.save({"w": np.ones(2)}, path)

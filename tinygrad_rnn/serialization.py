@@ -128,6 +128,8 @@ def save(state: Any, path: str | os.PathLike) -> None:
 
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"save: cannot write {path!r}: the directory {directory!r} does not exist")
     handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(handle, "wb") as file:
