@@ -132,3 +132,15 @@ def test_clipping_inside_a_training_step_bounds_the_update():
     before = clip_grad_norm_([w], max_norm=1.0)
     assert before.item() > 1e5
     assert np.linalg.norm(w.grad.numpy()) == pytest.approx(1.0, rel=1e-5)
+
+
+def test_clipping_runs_on_a_strict_cupy_stand_in(monkeypatch):
+    from fake_cupy import install
+
+    install(monkeypatch)
+    for norm_type, expected in ((2.0, 5.0), (float("inf"), 4.0), (1.0, 7.0)):
+        params = params_with_grads([3.0, 0.0], [[-4.0]], device="cuda")
+        assert clip_grad_norm_(params, max_norm=1.0, norm_type=norm_type).item() == pytest.approx(expected)
+        np.testing.assert_allclose(params[1].grad.numpy(), [[-4.0 / (expected + 1e-6)]])
+    clip_grad_value_(params, 0.1)
+    np.testing.assert_allclose(params[0].grad.numpy(), [0.1, 0.0])

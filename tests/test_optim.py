@@ -354,3 +354,23 @@ def test_invalid_arguments_raise_clear_errors(make, error, match):
 def test_repr_lists_each_group():
     opt = optim.Adam([tg.zeros(1, requires_grad=True)], lr=0.5)
     assert "Adam (" in repr(opt) and "lr: 0.5" in repr(opt)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "reference"), CASES[::3], ids=[f"{c[0]}-{c[1]}" for c in CASES[::3]]
+)
+def test_optimizers_run_on_a_strict_cupy_stand_in_as_on_numpy(monkeypatch, name, options, reference):
+    from fake_cupy import FakeArray, install
+
+    install(monkeypatch)
+    p = tg.tensor(P0.copy(), device="cuda", requires_grad=True)
+    opt = getattr(optim, name)([p], **options)
+    for step in range(3):
+        p.grad = tg.tensor(gradient(p.numpy(), step), device="cuda")
+        opt.step()
+    assert isinstance(p._data, FakeArray)
+    assert all(isinstance(v._data, FakeArray) for v in opt.state[p].values() if isinstance(v, tg.Tensor))
+    np.testing.assert_allclose(p.numpy(), reference(**options)[-1], rtol=1e-12)
+    restored = getattr(optim, name)([p], **options)
+    restored.load_state_dict(opt.state_dict())
+    assert all(isinstance(v._data, FakeArray) for v in restored.state[p].values() if isinstance(v, tg.Tensor))

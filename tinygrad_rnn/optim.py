@@ -354,7 +354,7 @@ class Adam(Optimizer):
         exp_avg_sq += (1 - beta2) * grad * grad
         if group["amsgrad"]:
             max_exp_avg_sq = state["max_exp_avg_sq"]._data
-            backend.get_array_module(param).maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+            max_exp_avg_sq[...] = backend.get_array_module(param).maximum(max_exp_avg_sq, exp_avg_sq)
             second = max_exp_avg_sq
         else:
             second = exp_avg_sq
