@@ -288,3 +288,19 @@ def test_moving_to_the_device_and_back_round_trips_values_and_gradients(device):
     y = x.to(device)
     (y.tanh() * 2).sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), 2 * (1 - np.tanh(x.numpy()) ** 2), rtol=1e-12)
+
+
+def test_the_gpu_benchmark_runs_its_cuda_path_and_prints_a_table(fake, capsys):
+    """bench_gpu.py with tiny sizes on the stand-in: synchronises, checks gradients, times all columns."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--quick", "--repeat", "1", "--sizes", "small", "--device", "cuda:1"]) == 0
+    table = capsys.readouterr().out.split("bench_gpu results")[1]
+    assert [line.split()[0] for line in table.splitlines()[3:6]] == ["rnn", "lstm", "gru"]
+    assert fake.synchronized > 0
+    assert {k.name for k in fake.kernels if k.calls} >= {"tinygrad_rnn_lstm_pointwise_forward"}

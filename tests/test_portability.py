@@ -288,3 +288,13 @@ def test_the_strict_stand_in_refuses_what_cupy_refuses(strict_cuda):
         strict_cuda.asarray(np.array([None]))
     with pytest.raises(ValueError, match=r"devices \[0, 1\]"):
         x + tg.ones(3, device="cuda:1")._data
+
+
+def test_the_stand_in_offers_only_what_real_cupy_has():
+    """Where CuPy is installed (the GPU check), the stand-in's allow-lists are checked against it."""
+    cupy = pytest.importorskip("cupy", reason="CuPy is not installed here; the GPU check runs this")
+    import fake_cupy
+
+    assert sorted(n for n in fake_cupy.FUNCTIONS | fake_cupy.CONSTANTS if not hasattr(cupy, n)) == []
+    assert sorted(n for n in fake_cupy.LINALG if not hasattr(cupy.linalg, n)) == []
+    assert sorted(n for n in fake_cupy.METHODS if not hasattr(cupy.ndarray, n)) == []
