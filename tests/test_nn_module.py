@@ -1,5 +1,6 @@
 """Module, Parameter and the containers: registration, traversal, modes, devices, state dicts, repr."""
 
+import copy
 import sys
 from collections import OrderedDict
 
@@ -172,6 +173,18 @@ def test_deep_nesting_needs_no_recursion():
         assert repr(model).count("Sequential(") == 600
     finally:
         sys.setrecursionlimit(limit)
+
+
+def test_deepcopy_gives_an_independent_model_with_equal_values():
+    model = Model()
+    clone = copy.deepcopy(model)
+    assert isinstance(clone.block.inner.weight, nn.Parameter)
+    assert clone.block.inner.weight is not model.block.inner.weight
+    x = tg.randn(2, 3, dtype=tg.float64)
+    np.testing.assert_array_equal(clone(x).numpy(), model(x).numpy())
+    with tg.no_grad():
+        clone.block.scale.fill_(0.0)
+    assert model.block.scale.numpy().all()
 
 
 # ---- modes and gradients ---------------------------------------------------------------------------------

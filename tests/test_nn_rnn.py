@@ -154,6 +154,23 @@ def test_cell_gradients_match_finite_differences(kind, options, batched):
         tg.gradcheck(lambda *args: cell(x, h), [x, h, *cell.parameters()])
 
 
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_gradients_through_dropout_between_layers_match_finite_differences(kind):
+    model = getattr(nn, kind)(2, 2, num_layers=3, dropout=0.4, dtype=tg.float64)
+    x, states = _layer_inputs(model, batched=True, with_hx=True)
+
+    def run(*args):
+        tg.manual_seed(7)  # the same dropout masks on every evaluation
+        return _run_layer(model, x, states)
+
+    with tg.no_grad():
+        model.eval()
+        without_dropout = run()[0].numpy()
+        model.train()
+        assert not np.allclose(run()[0].numpy(), without_dropout), "dropout should change the output"
+    tg.gradcheck(run, [x, *states, *model.parameters()])
+
+
 def test_gradients_through_long_sequence_match_random_projection():
     model = nn.GRU(3, 4, num_layers=2, dtype=tg.float64)
     x = tg.randn(40, 2, 3, dtype=tg.float64, requires_grad=True)
