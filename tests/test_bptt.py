@@ -417,3 +417,17 @@ def test_per_loss_vectorized_and_sequential_agree_on_a_two_layer_nn_lstm(batch_f
         vectorized = run_driver(model, mean_squares, inputs, targets, k1, k2, "per_loss", vectorize=True)
         sequential = run_driver(model, mean_squares, inputs, targets, k1, k2, "per_loss", vectorize=False)
         assert_same_updates(vectorized, sequential)
+
+
+def test_the_driver_gives_the_same_updates_on_each_device(device):
+    """An nn.LSTM trained by the window driver on ``device`` sees the CPU's losses and gradients."""
+    results = {}
+    for where in ("cpu", device):
+        tg.manual_seed(0)
+        model = tg.nn.LSTM(2, 3).double().to(where)
+        inputs, targets = (t.to(where) for t in make_stream(model, steps=12, output_size=3))
+        updates = list(TBPTT(model, mean_squares, k1=3, k2=5).updates(inputs, targets))
+        results[where] = [u.loss for u in updates], [p.grad.numpy() for p in model.parameters()]
+    np.testing.assert_allclose(results[device][0], results["cpu"][0], rtol=1e-10)
+    for got, expected in zip(results[device][1], results["cpu"][1]):
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)

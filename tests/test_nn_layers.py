@@ -180,3 +180,15 @@ def test_init_functions_fill_in_place_and_return_the_tensor():
 def test_fans_need_two_dims():
     with pytest.raises(ValueError, match="at least 2 dims"):
         nn.init.xavier_uniform_(nn.Parameter(tg.zeros(3)))
+
+
+def test_linear_and_embedding_run_and_differentiate_on_each_device(device):
+    linear = nn.Linear(3, 2, dtype=tg.float64).to(device)
+    table = nn.Embedding(5, 3, dtype=tg.float64).to(device)
+    indices = tg.tensor([[0, 4], [4, 1]], device=device)
+    out = linear(table(indices))
+    assert out.device == linear.weight.device == table.weight.device and out.shape == (2, 2, 2)
+    assert tg.gradcheck(
+        lambda w, b, e: nn.functional.linear(nn.functional.embedding(indices, e), w, b),
+        [*linear.parameters(), table.weight],
+    )

@@ -387,3 +387,20 @@ def test_softmax_rows_sum_to_one_and_log_softmax_is_its_log():
     x = tg.randn(4, 5, dtype=tg.float64)
     np.testing.assert_allclose(x.softmax(-1).sum(-1).numpy(), np.ones(4))
     np.testing.assert_allclose(x.log_softmax(-1).numpy(), np.log(x.softmax(-1).numpy()))
+
+
+# ---- on every device (the cuda case runs where a GPU is) ----------------------------------------------
+
+
+def test_every_elementwise_op_passes_gradcheck_on_each_device(device):
+    # Entries in [0.35, 0.95]: positive for log/sqrt/pow, away from 0 and from the bounds of clamp.
+    generator = np.random.default_rng(0)
+
+    def leaf(*shape):
+        return tg.tensor(generator.uniform(0.35, 0.95, shape), device=device, requires_grad=True)
+
+    for name, (fn, _, _) in sorted(BINARY.items()):
+        assert tg.gradcheck(fn, [leaf(2, 3), leaf(3)]), name
+    for name, (fn, _) in sorted(UNARY.items()):
+        assert tg.gradcheck(fn, [leaf(2, 3)]), name
+    assert tg.gradcheck(lambda a, b: (a @ b).softmax(1).sum(0), [leaf(2, 3), leaf(3, 4)])
