@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
@@ -175,6 +177,104 @@ def test_gradients_through_long_sequence_match_random_projection():
     model = nn.GRU(3, 4, num_layers=2, dtype=tg.float64)
     x = tg.randn(40, 2, 3, dtype=tg.float64, requires_grad=True)
     tg.gradcheck_projection(lambda *args: model(x)[0][-1], [x, *model.parameters()], trials=3)
+
+
+def _numpy_layer(kind, state, x, h0, c0, num_layers, bidirectional, nonlinearity="tanh"):
+    """The same layer written directly from PyTorch's formulas in NumPy (x is (T, B, I))."""
+
+    def sigmoid(v):
+        return 1 / (1 + np.exp(-v))
+
+    directions = 2 if bidirectional else 1
+    layer_input, h_n, c_n = x, [], []
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            w_ih, w_hh = state["weight_ih" + suffix], state["weight_hh" + suffix]
+            hidden = w_hh.shape[1]
+            b_ih = state.get("bias_ih" + suffix, np.zeros(w_ih.shape[0]))
+            b_hh = state.get("bias_hh" + suffix, np.zeros(w_ih.shape[0]))
+            index = layer * directions + direction
+            h, c = h0[index], c0[index]
+            out = [None] * len(x)
+            order = range(len(x) - 1, -1, -1) if direction else range(len(x))
+            for t in order:
+                a_x, a_h = layer_input[t] @ w_ih.T + b_ih, h @ w_hh.T + b_hh
+                if kind == "RNN":
+                    h = np.tanh(a_x + a_h) if nonlinearity == "tanh" else np.maximum(a_x + a_h, 0)
+                elif kind == "LSTM":
+                    i, f, g, o = np.split(a_x + a_h, 4, axis=1)
+                    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+                    h = sigmoid(o) * np.tanh(c)
+                else:
+                    r = sigmoid(a_x[:, :hidden] + a_h[:, :hidden])
+                    z = sigmoid(a_x[:, hidden : 2 * hidden] + a_h[:, hidden : 2 * hidden])
+                    n = np.tanh(a_x[:, 2 * hidden :] + r * a_h[:, 2 * hidden :])
+                    h = (1 - z) * n + z * h
+                out[t] = h
+            outputs.append(np.stack(out))
+            h_n.append(h)
+            c_n.append(c)
+        layer_input = np.concatenate(outputs, axis=2)
+    return layer_input, np.stack(h_n), np.stack(c_n)
+
+
+@given(
+    kind=st.sampled_from(["RNN", "RNN-relu", "LSTM", "GRU"]),
+    steps=st.integers(1, 5),
+    batch=st.integers(1, 3),
+    input_size=st.integers(1, 4),
+    hidden_size=st.integers(1, 4),
+    num_layers=st.integers(1, 3),
+    bidirectional=st.booleans(),
+    bias=st.booleans(),
+    batch_first=st.booleans(),
+    with_hx=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_layer_equals_the_formulas_written_in_numpy_for_any_configuration(
+    kind, steps, batch, input_size, hidden_size, num_layers, bidirectional, bias, batch_first, with_hx, seed
+):
+    rng = np.random.default_rng(seed)
+    name, nonlinearity = [*kind.split("-"), "tanh"][:2]
+    options = {"nonlinearity": nonlinearity} if name == "RNN" else {}
+    model = getattr(nn, name)(
+        input_size,
+        hidden_size,
+        num_layers,
+        bias=bias,
+        batch_first=batch_first,
+        bidirectional=bidirectional,
+        dtype=tg.float64,
+        **options,
+    )
+    stacked = num_layers * (2 if bidirectional else 1)
+    x = rng.standard_normal((steps, batch, input_size))
+    h0 = (
+        rng.standard_normal((stacked, batch, hidden_size))
+        if with_hx
+        else np.zeros((stacked, batch, hidden_size))
+    )
+    c0 = (
+        rng.standard_normal((stacked, batch, hidden_size))
+        if with_hx
+        else np.zeros((stacked, batch, hidden_size))
+    )
+    expected, h_expected, c_expected = _numpy_layer(
+        name, model.state_dict(), x, h0, c0, num_layers, bidirectional, nonlinearity
+    )
+    given_x = tg.tensor(x.transpose(1, 0, 2).copy() if batch_first else x)
+    hx = None
+    if with_hx:
+        hx = (tg.tensor(h0), tg.tensor(c0)) if name == "LSTM" else tg.tensor(h0)
+    output, state = model(given_x, hx)
+    h_n, c_n = state if name == "LSTM" else (state, None)
+    got = output.numpy().transpose(1, 0, 2) if batch_first else output.numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    np.testing.assert_allclose(h_n.numpy(), h_expected, atol=1e-12)
+    if c_n is not None:
+        np.testing.assert_allclose(c_n.numpy(), c_expected, atol=1e-12)
 
 
 # ---- shapes, names and initialisation ----------------------------------------------------------------------
