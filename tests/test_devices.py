@@ -304,3 +304,14 @@ def test_the_gpu_benchmark_runs_its_cuda_path_and_prints_a_table(fake, capsys):
     assert [line.split()[0] for line in table.splitlines()[3:6]] == ["rnn", "lstm", "gru"]
     assert fake.synchronized > 0
     assert {k.name for k in fake.kernels if k.calls} >= {"tinygrad_rnn_lstm_pointwise_forward"}
+
+
+def test_a_gpu_tensor_takes_index_arrays_from_the_host_as_in_pytorch(fake):
+    x = tg.tensor(np.arange(12.0).reshape(4, 3), device="cuda:1", requires_grad=True)
+    picked = x[np.array([0, 2, 2])] + x[tg.tensor([1, 1, 1])] + x[[3, 3, 0]]
+    assert picked.device == "cuda:1"
+    picked.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy()[:, 0], [2, 3, 2, 2])
+    y = tg.zeros(4, device="cuda:1")
+    y[np.array([1, 3])] = 5.0
+    np.testing.assert_array_equal(y.numpy(), [0, 5, 0, 5])

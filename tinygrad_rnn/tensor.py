@@ -843,11 +843,15 @@ def _index_arg(index: Any, t: Tensor) -> Any:
     """Turn tensors inside an index into backend arrays, and check integer indices are in range."""
     items = index if isinstance(index, tuple) else (index,)
     converted = []
+    on_cpu = type(t._data) is backend.NUMPY_ARRAY
     for item in items:
         if isinstance(item, Tensor):
             item = item._data
         elif isinstance(item, list):
             item = backend.as_array(item, None, t.device, copy=False)
+        if not on_cpu and backend.is_array(item):
+            # As in PyTorch, a GPU tensor takes index arrays from the host (CuPy would refuse them).
+            item = backend.to_device(item, t.device)
         converted.append(item)
     _check_index_range(converted, t.shape)
     return tuple(converted) if isinstance(index, tuple) else converted[0]
