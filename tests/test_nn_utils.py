@@ -144,3 +144,15 @@ def test_clipping_runs_on_a_strict_cupy_stand_in(monkeypatch):
         np.testing.assert_allclose(params[1].grad.numpy(), [[-4.0 / (expected + 1e-6)]])
     clip_grad_value_(params, 0.1)
     np.testing.assert_allclose(params[0].grad.numpy(), [0.1, 0.0])
+
+
+def test_clipping_gradients_on_two_gpus_keeps_each_on_its_own(monkeypatch):
+    from fake_cupy import install
+
+    install(monkeypatch, device_count=2)
+    first = params_with_grads([3.0, 0.0], device="cuda:1")[0]
+    second = params_with_grads([[-4.0]], device="cuda:0")[0]
+    total = clip_grad_norm_([first, second], max_norm=1.0)
+    assert total.device == "cuda:1" and total.item() == pytest.approx(5.0)
+    assert first.grad.device == "cuda:1" and second.grad.device == "cuda:0"
+    np.testing.assert_allclose(second.grad.numpy(), [[-4.0 / (5.0 + 1e-6)]])

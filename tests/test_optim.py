@@ -374,3 +374,26 @@ def test_optimizers_run_on_a_strict_cupy_stand_in_as_on_numpy(monkeypatch, name,
     restored = getattr(optim, name)([p], **options)
     restored.load_state_dict(opt.state_dict())
     assert all(isinstance(v._data, FakeArray) for v in restored.state[p].values() if isinstance(v, tg.Tensor))
+
+
+def test_state_of_a_parameter_on_a_second_gpu_stays_there(monkeypatch):
+    from fake_cupy import install
+
+    install(monkeypatch, device_count=2)
+    far = tg.ones(3, device="cuda:1", requires_grad=True)
+    near = tg.ones(2, device="cuda:0", requires_grad=True)
+    for make in (
+        lambda p: optim.Adam(p, amsgrad=True),
+        lambda p: optim.RMSprop(p, momentum=0.5, centered=True),
+        lambda p: optim.SGD(p, lr=0.1, momentum=0.9),
+        lambda p: optim.Adagrad(p),
+    ):
+        opt = make([far, near])
+        far.grad, near.grad = tg.ones(3, device="cuda:1"), tg.ones(2, device="cuda:0")
+        opt.step()
+        restored = make([far, near])
+        restored.load_state_dict(opt.state_dict())
+        for o in (opt, restored):
+            assert {str(v.device) for v in o.state[far].values() if isinstance(v, tg.Tensor)} == {"cuda:1"}
+            assert {str(v.device) for v in o.state[near].values() if isinstance(v, tg.Tensor)} == {"cuda:0"}
+    assert far.device == "cuda:1" and near.device == "cuda:0"

@@ -14,6 +14,7 @@ exactly where this one stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterable
@@ -145,11 +146,13 @@ class Optimizer:
                         )
                     if group.get("maximize"):
                         grad = -grad
-                    state = self.state.get(p)
-                    if state is None:
-                        state = self.state[p] = {"step": 0, **self._init_state(p, group)}
-                    state["step"] += 1
-                    self._update(p._data, grad, state, group)
+                    # CuPy allocates on the current GPU: make the parameter's GPU current for its update.
+                    with _device_of(p):
+                        state = self.state.get(p)
+                        if state is None:
+                            state = self.state[p] = {"step": 0, **self._init_state(p, group)}
+                        state["step"] += 1
+                        self._update(p._data, grad, state, group)
                     p._bump_version()
         # Lets a later backward pass notice a graph recorded before this update (an undetached hidden state).
         mark_optimizer_step()
@@ -236,11 +239,17 @@ class Optimizer:
         return Tensor._make(array, False, None, 0)
 
 
+def _device_of(p: Tensor) -> Any:
+    """A context that makes the parameter's GPU current (a no-op for the CPU and the current GPU)."""
+    return backend.device_guard(p._data) or contextlib.nullcontext()
+
+
 def _zeros_like(p: Tensor, fill: float = 0.0) -> Tensor:
     """A state buffer on the parameter's device, of its dtype."""
-    array = p._xp.zeros_like(p._data)
-    if fill:
-        array[...] = fill
+    with _device_of(p):
+        array = p._xp.zeros_like(p._data)
+        if fill:
+            array[...] = fill
     return Tensor._make(array, False, None, 0)
 
 

@@ -7,6 +7,7 @@ passes a threshold keeps its direction and bounds the step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +29,11 @@ def _gradients(name: str, parameters: Tensor | Iterable[Tensor]) -> list[Tensor]
         if p.grad is not None:
             grads.append(p.grad)
     return grads
+
+
+def _device_of(t: Tensor) -> Any:
+    """A context that makes the tensor's GPU current, since CuPy allocates results there."""
+    return backend.device_guard(t._data) or contextlib.nullcontext()
 
 
 def _on(array: Any, dev: backend.Device) -> Any:
@@ -60,41 +66,52 @@ def clip_grad_norm_(
     if not grads:
         return Tensor(0.0)
     first = grads[0]
+    # Every array of the total lives on the first gradient's device; CuPy allocates each result on the
+    # current GPU, so that GPU is made current here and each gradient's own GPU while reading it.
+    with _device_of(first):
+        total = _total_norm(grads, norm_type, first)
+        if error_if_nonfinite and not bool(first._xp.isfinite(total)):
+            raise RuntimeError(
+                f"{name}: the total norm of order {norm_type} of the gradients is non-finite "
+                f"({float(total)}), so they cannot be clipped; pass error_if_nonfinite=False to clip anyway"
+            )
+        coefficient = first._xp.minimum(max_norm / (total + 1e-6), 1.0)
+        with backend.np.errstate(over="ignore"):  # the returned norm is inf when float32 cannot hold it
+            total = backend.ensure_array(first._xp.asarray(total, dtype=first.dtype))
+    for g in grads:
+        with _device_of(g):
+            g.mul_(_on(coefficient, g.device).astype(g.dtype))
+    return Tensor._make(total, False, None, 0)
+
+
+def _total_norm(grads: list[Tensor], norm_type: float, first: Tensor) -> Any:
+    """‖g‖_p of all gradients as one vector, a 0-d array on the first gradient's device."""
     dev, xp = first.device, first._xp
     largest = None
     for g in grads:
         if g.numel() == 0:
             continue
-        peak = _on(g._xp.abs(g._data).max(), dev)
+        with _device_of(g):
+            peak = g._xp.abs(g._data).max()
+        peak = _on(peak, dev)
         largest = peak if largest is None else xp.maximum(largest, peak)
     if largest is None:
-        total = xp.zeros((), dtype=first.dtype)
-    elif norm_type == math.inf:
-        total = largest
-    else:
-        # Dividing by the largest entry keeps every term in [0, 1]: no overflow, no underflow to 0.
-        scale = xp.where(xp.isfinite(largest) & (largest > 0), largest, 1)
-        accumulated = xp.zeros((), dtype=largest.dtype)
-        for g in grads:
-            if g.numel() == 0:
-                continue
-            ratio = xp.abs(g._data / _on(scale, g.device).astype(g.dtype))
-            terms = ratio * ratio if norm_type == 2.0 else ratio**norm_type
-            accumulated = accumulated + _on(terms.sum(), dev)
-        # In float64: the norm of finite float32 gradients near the largest float32 can exceed it, and
-        # they must still be clipped (an infinite norm would zero them) and not be reported non-finite.
-        total = scale.astype(xp.float64) * accumulated.astype(xp.float64) ** (1.0 / norm_type)
-    if error_if_nonfinite and not bool(xp.isfinite(total)):
-        raise RuntimeError(
-            f"{name}: the total norm of order {norm_type} of the gradients is non-finite ({float(total)}), "
-            "so they cannot be clipped; pass error_if_nonfinite=False to clip anyway"
-        )
-    coefficient = xp.minimum(max_norm / (total + 1e-6), 1.0)
-    with backend.np.errstate(over="ignore"):  # the returned norm is inf when float32 cannot hold it
-        total = backend.ensure_array(xp.asarray(total, dtype=first.dtype))
+        return xp.zeros((), dtype=first.dtype)
+    if norm_type == math.inf:
+        return largest
+    # Dividing by the largest entry keeps every term in [0, 1]: no overflow, no underflow to 0.
+    scale = xp.where(xp.isfinite(largest) & (largest > 0), largest, 1)
+    accumulated = xp.zeros((), dtype=largest.dtype)
     for g in grads:
-        g.mul_(_on(coefficient, g.device).astype(g.dtype))
-    return Tensor._make(total, False, None, 0)
+        if g.numel() == 0:
+            continue
+        with _device_of(g):
+            ratio = g._xp.abs(g._data / _on(scale, g.device).astype(g.dtype))
+            terms = (ratio * ratio if norm_type == 2.0 else ratio**norm_type).sum()
+        accumulated = accumulated + _on(terms, dev)
+    # In float64: the norm of finite float32 gradients near the largest float32 can exceed it, and
+    # they must still be clipped (an infinite norm would zero them) and not be reported non-finite.
+    return scale.astype(xp.float64) * accumulated.astype(xp.float64) ** (1.0 / norm_type)
 
 
 def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -> None:
