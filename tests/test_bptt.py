@@ -431,3 +431,15 @@ def test_the_driver_gives_the_same_updates_on_each_device(device):
     np.testing.assert_allclose(results[device][0], results["cpu"][0], rtol=1e-10)
     for got, expected in zip(results[device][1], results["cpu"][1]):
         np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("semantics", "k1", "k2"), [("window", 4, 9), ("per_loss", 3, 7), ("per_loss", 8, 3)]
+)
+def test_at_most_k2_plus_one_states_are_kept_between_updates(semantics, k1, k2):
+    model = TinyRNN()
+    inputs, targets = make_stream(model, steps=100)
+    driver = TBPTT(model, mean_squares, k1=k1, k2=k2, semantics=semantics)
+    kept = [len(driver.stored_states) for _ in driver.updates(inputs, targets)]
+    assert len(kept) == math.ceil(100 / k1)
+    assert max(kept) <= k2 + 1

@@ -122,6 +122,7 @@ class TBPTT:
         self.batch_first = getattr(model, "batch_first", False) if batch_first is None else batch_first
         self.zero_grad, self.vectorize = zero_grad, vectorize
         self.hidden: Any = None
+        self.stored_states: dict[int, Any] = {}  # the detached states kept for later updates, by position
 
     # ---- public ------------------------------------------------------------------------------------
 
@@ -142,7 +143,7 @@ class TBPTT:
                 f"TBPTT: inputs have {steps} steps on axis {time_dim} but targets {targets.shape[time_dim]}"
             )
         self._inputs, self._time_dim = inputs, time_dim
-        states = {0: detach_hidden(hidden)}  # position p -> detached h_p
+        states = self.stored_states = {0: detach_hidden(hidden)}  # position p -> detached h_p
         walk = self._window
         if self.semantics == "per_loss":
             walk = self._per_loss_vectorized if self.vectorize else self._per_loss
@@ -155,11 +156,11 @@ class TBPTT:
                     p.grad = None
             loss, reach = walk(states, start, stop, steps, block_targets)
             self.hidden = states[stop]
-            yield Update(index, start, stop, reach, loss, self.hidden)
             # Keep only the states a later update can start from: memory bounded by k2, not T.
             keep_from = self._earliest_start(stop)
             for position in [p for p in states if p < keep_from]:
                 del states[position]
+            yield Update(index, start, stop, reach, loss, self.hidden)
             index, start = index + 1, stop
         self._inputs = None
 
