@@ -368,3 +368,33 @@ def test_bce_with_logits_is_finite_and_exact_for_extreme_logits():
 def test_bce_with_logits_rejects_mismatched_target_shape():
     with pytest.raises(ValueError, match=r"target shape \(3,\) must equal input shape \(2,\)"):
         F.binary_cross_entropy_with_logits(tg.randn(2), tg.rand(3))
+
+
+def test_losses_on_a_second_gpu_of_the_cupy_stand_in_match_the_cpu(monkeypatch):
+    from fake_cupy import install
+
+    install(monkeypatch, device_count=2)
+    x, t = class_case((4, 5, 3), seed=11)
+    y = np.random.default_rng(11).random((4, 5, 3))
+    rows = np.array([[1, 5], [0, 1]])
+    embedding_weight = np.random.default_rng(12).standard_normal((6, 2))
+
+    def losses(device):
+        logits = tg.tensor(x, device=device, requires_grad=True)
+        weight = tg.tensor(embedding_weight, device=device, requires_grad=True)
+        target = tg.tensor(t, device=device)
+        total = (
+            F.cross_entropy(logits, target, label_smoothing=0.1)
+            + F.nll_loss(F.log_softmax(logits, 1), target, reduction="sum")
+            + F.binary_cross_entropy_with_logits(logits, tg.tensor(y, device=device))
+            + F.mse_loss(logits, tg.tensor(y, device=device))
+            + F.embedding(tg.tensor(rows, device=device), weight, padding_idx=0).sum()
+        )
+        total.backward()
+        assert str(total.device) == device and str(logits.grad.device) == device
+        return total.item(), logits.grad.numpy(), weight.grad.numpy()
+
+    for got, want in zip(losses("cuda:1"), losses("cpu")):
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(IndexError, match="target 7"):
+        F.cross_entropy(tg.tensor(x, device="cuda:1"), tg.tensor(np.full((4, 3), 7), device="cuda:1"))

@@ -12,9 +12,10 @@ target's log-probability in one forward, with the closed-form gradient p - oneho
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from .. import functions, ops
+from .. import backend, functions, ops
 from ..tensor import Tensor
 
 
@@ -22,6 +23,11 @@ def _require_tensor(name: str, argument: str, value: Any) -> Tensor:
     if not isinstance(value, Tensor):
         raise TypeError(f"{name}: {argument} must be a Tensor, got {type(value).__name__}")
     return value
+
+
+def _current(array: Any) -> Any:
+    """A context that makes the array's GPU current (CuPy puts results there); a no-op otherwise."""
+    return backend.device_guard(array) or contextlib.nullcontext()
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -72,7 +78,8 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
         padding_idx %= size
     indices = input._data
     if indices.size:
-        low, high = int(indices.min()), int(indices.max())
+        with _current(indices):
+            low, high = int(indices.min()), int(indices.max())
         if low < 0 or high >= size:
             bad = low if low < 0 else high
             raise IndexError(
@@ -209,9 +216,10 @@ def _class_target(name: str, input: Tensor, target: Any, ignore_index: int) -> T
         raise RuntimeError(f"{name}: input is on {input.device} but target is on {target.device}")
     classes = input.shape[0] if input.ndim == 1 else input.shape[1]
     data = target._data
-    bad = ((data < 0) | (data >= classes)) & (data != ignore_index)
-    if bool(bad.any()):
-        value = int(data[bad].reshape(-1)[0])
+    with _current(data):
+        bad = ((data < 0) | (data >= classes)) & (data != ignore_index)
+        value = int(data[bad].reshape(-1)[0]) if bool(bad.any()) else None
+    if value is not None:
         raise IndexError(
             f"{name}: target {value} is out of range for {classes} classes "
             f"(expected values in [0, {classes - 1}] or ignore_index={ignore_index})"
