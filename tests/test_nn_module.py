@@ -399,3 +399,15 @@ def test_module_list_registers_appends_and_inserts():
     assert isinstance(layers[0], nn.Identity)
     with pytest.raises(IndexError, match="out of range"):
         layers[5]
+
+
+def test_module_dict_registers_under_its_keys():
+    layers = nn.ModuleDict({"encoder": nn.Linear(2, 3), "act": nn.Tanh()})
+    layers["decoder"] = nn.Linear(3, 2)
+    assert layers.keys() == ["encoder", "act", "decoder"] and len(layers) == 3
+    assert "act" in layers and isinstance(layers["decoder"], nn.Linear)
+    assert list(layers.state_dict()) == ["encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias"]
+    del layers["act"]
+    assert list(layers) == ["encoder", "decoder"]
+    with pytest.raises(KeyError, match="no key 'act'"):
+        layers["act"]

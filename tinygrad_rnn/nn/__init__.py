@@ -2,7 +2,7 @@
 
 from . import functional, init, utils
 from .cells import GRUCell, LSTMCell, RNNCell
-from .containers import ModuleList, Sequential
+from .containers import ModuleDict, ModuleList, Sequential
 from .layers import Dropout, Embedding, Identity, Linear, ReLU, Sigmoid, Tanh
 from .module import Module, Parameter
 from .rnn import GRU, LSTM, RNN

@@ -1,4 +1,5 @@
-"""Containers: ``Sequential`` (modules applied in order) and ``ModuleList`` (a registered list)."""
+"""Containers: ``Sequential`` (modules applied in order), ``ModuleList`` (a registered list) and
+``ModuleDict`` (a registered dict)."""
 
 from __future__ import annotations
 
@@ -98,3 +99,51 @@ class ModuleList(Module):
         self._modules.clear()
         for position, value in enumerate(values):
             self.add_module(str(position), value)
+
+
+class ModuleDict(Module):
+    """A dict of submodules, registered under their keys (``ModuleDict({"encoder": Linear(2, 3)})``),
+    in insertion order; it has no ``forward`` of its own."""
+
+    def __init__(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]] | None = None) -> None:
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        if key not in self._modules:
+            raise KeyError(f"ModuleDict has no key {key!r}; keys are {list(self._modules)}")
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(key, module)
+
+    def __delitem__(self, key: str) -> None:
+        del self._modules[key]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._modules))
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._modules
+
+    def keys(self) -> list[str]:
+        """The keys in insertion order."""
+        return list(self._modules)
+
+    def values(self) -> list[Module]:
+        """The modules in insertion order."""
+        return list(self._modules.values())
+
+    def items(self) -> list[tuple[str, Module]]:
+        """``(key, module)`` pairs in insertion order."""
+        return list(self._modules.items())
+
+    def update(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]]) -> None:
+        """Add or replace entries from a mapping or from ``(key, module)`` pairs."""
+        pairs = modules.items() if isinstance(modules, Mapping) else modules
+        for key, module in pairs:
+            self.add_module(key, module)
