@@ -1,6 +1,7 @@
 """Smoke tests of the examples: each runs with tiny settings, prints its table and writes its files.
 
 The examples run in subprocesses, as a user runs them; the full-size runs stay out of the suite.
+matplotlib, which the examples need for their figures, is part of the test extra.
 """
 
 import os
@@ -11,11 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import tinygrad_rnn as tg
-
-pytest.importorskip("matplotlib", reason='the examples need matplotlib: pip install -e ".[examples]"')
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TINY_CHAR_MODEL = [
