@@ -25,12 +25,12 @@ def _grads(tensors):
     return out
 
 
-def _assert_same(first, second):
+def _assert_same(first, second, rtol=0.0):
     assert len(first) == len(second)
     for a, b in zip(first, second):
         assert (a is None) == (b is None)
         if a is not None:
-            np.testing.assert_array_equal(a, b)
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=0.0)
 
 
 @given(rows=st.integers(1, 4), cols=st.integers(1, 5), seed=st.integers(0, 100))
@@ -91,7 +91,8 @@ def test_a_weight_used_inside_and_outside_gets_the_sum_of_both_paths():
     expected = _grads([w])
     y = checkpoint(lambda x: (x @ w).tanh(), x)
     (y @ w).sum().backward()
-    _assert_same(_grads([w]), expected)
+    # The plain graph sums both paths' products in one; here they are two: rounding may differ.
+    _assert_same(_grads([w]), expected, rtol=1e-13)
 
 
 def test_gradients_accumulate_into_existing_grad():

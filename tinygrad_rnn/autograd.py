@@ -483,6 +483,58 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return backend.ensure_array(grad)
 
 
+# ---- deferred weight gradients -------------------------------------------------------------------------
+
+
+class OuterProductSum:
+    """A gradient Σ_k a_kᵀ g_k (plus an optional dense term) kept as its factors until it is needed.
+
+    ``MatMul`` returns its weight gradient aᵀ g in this form. A recurrent weight used at every one
+    of T steps then collects T pairs instead of T (M, N) products added one by one; when the walk
+    needs the sum it is one product, [a_1; …; a_T]ᵀ [g_1; …; g_T]: the same arithmetic in one large
+    BLAS call, and no (M, N) array written T times (as the hand-written BPTT computes dW_hh after
+    its loop). The tape owns these objects: they are never passed to an op's backward, hook or user.
+    """
+
+    __slots__ = ("dense", "lefts", "rights", "shape")
+    __array_ufunc__ = None  # ndarray + this returns NotImplemented, so Python calls our __radd__
+
+    def __init__(self, left: Any, right: Any) -> None:
+        self.lefts, self.rights, self.dense = [left], [right], None
+        self.shape = (left.shape[-1], right.shape[-1])
+
+    def __add__(self, other: Any) -> OuterProductSum:
+        # Only the walk holds this object, so summing into it in place is safe.
+        if type(other) is OuterProductSum:
+            self.lefts += other.lefts
+            self.rights += other.rights
+            other = other.dense
+            if other is None:
+                return self
+        self.dense = other if self.dense is None else self.dense + other
+        return self
+
+    __radd__ = __add__
+    __iadd__ = __add__
+
+    def materialize(self) -> Any:
+        """The sum as one array: one product of the stacked factors, plus the dense term."""
+        lefts, rights = self.lefts, self.rights
+        if len(lefts) == 1:
+            out = lefts[0].T @ rights[0]
+        else:
+            xp = backend.get_array_module(rights[0])
+            out = xp.concatenate(lefts).T @ xp.concatenate(rights)
+        if self.dense is not None:
+            out = out + self.dense
+        return out
+
+
+def dense(grad: Any) -> Any:
+    """``grad`` as an array (a deferred :class:`OuterProductSum` is computed)."""
+    return grad.materialize() if type(grad) is OuterProductSum else grad
+
+
 # ---- the backward walk -------------------------------------------------------------------------------
 
 
@@ -503,7 +555,7 @@ def leaf_gradients(roots: list, grad_roots: list, retain_graph: bool = False) ->
     This is what a node that runs a graph of its own inside its backward (``checkpoint``) needs: the
     gradients it gets back become its input gradients, and the outer walk accumulates them once.
     """
-    return {key: entry[1] for key, entry in _walk(roots, grad_roots, retain_graph).items()}
+    return {key: dense(entry[1]) for key, entry in _walk(roots, grad_roots, retain_graph).items()}
 
 
 def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
@@ -539,6 +591,10 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
     while heap:
         node = pop(heap)[1]
         grad = grads.pop(node)
+        if type(grad) is OuterProductSum:
+            grad = grad.materialize()
+        elif type(grad) is list:
+            grad = [dense(g) for g in grad]
         if node.saved is None:
             raise RuntimeError(
                 f"Trying to backward through the graph a second time: the arrays that {node.name} saved "
@@ -578,7 +634,7 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
             if g is None:
                 continue
             if shapes is not None and g.shape != shapes[position]:
-                g = unbroadcast(g, shapes[position])
+                g = unbroadcast(dense(g), shapes[position])
             if isinstance(parent, tensor_type):  # a leaf, also a subclass such as nn.Parameter
                 entry = leaf_grads.get(id(parent))
                 if entry is None:
@@ -668,6 +724,8 @@ def _add_leaf_grad(leaf_grads: dict, leaf: Any, grad: Any) -> None:
 
 def _finish_leaves(leaf_grads: dict) -> None:
     for leaf, grad, owned in leaf_grads.values():
+        if type(grad) is OuterProductSum:
+            grad, owned = grad.materialize(), True
         if leaf._hooks:
             for hook in leaf._hooks:
                 result = hook(Tensor._make(grad, False, None, 0))

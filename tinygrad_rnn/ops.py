@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import backend
-from .autograd import Function
+from . import autograd, backend
+from .autograd import Function, OuterProductSum
 from .fused_ops import GRUCellPointwise as GRUCellPointwise
 from .fused_ops import LSTMCellPointwise as LSTMCellPointwise
 
@@ -320,6 +320,14 @@ class MatMul(Function):
 
     def backward(ctx, g):
         a, b = ctx.saved
+        if a.ndim == 2 and b.ndim == 2:
+            # The common case (every step of a recurrent layer) first. The weight gradient aᵀ g is
+            # returned deferred: summed over all uses of the weight, it becomes one product.
+            needs = ctx.needs_input_grad
+            da = g @ b.T if needs[0] else None
+            if not needs[1]:
+                return da, None
+            return da, (OuterProductSum(a, g) if not autograd._anomaly_enabled else a.T @ g)
         xp = xp_of(g)
         if a.ndim == 1 and b.ndim == 1:
             return g * b, g * a
