@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy as copy_module
 import re
 import types
+import weakref
 from typing import Any, ClassVar
 
 import numpy as np
@@ -125,16 +126,46 @@ def _wrap(value: Any, device: int) -> Any:
     return value
 
 
+class _MemoryPool:
+    """``cupy.get_default_memory_pool()``: bytes of live arrays that own their memory (``used_bytes``)
+    and, like CuPy's pool, a reserve that only grows until ``free_all_blocks`` (``total_bytes``)."""
+
+    def __init__(self) -> None:
+        self.used = self.reserved = 0
+
+    def allocate(self, array: FakeArray, nbytes: int) -> None:
+        self.used += nbytes
+        self.reserved = max(self.reserved, self.used)
+        weakref.finalize(array, self.release, nbytes)
+
+    def release(self, nbytes: int) -> None:
+        self.used -= nbytes
+
+    def used_bytes(self) -> int:
+        return self.used
+
+    def total_bytes(self) -> int:
+        return self.reserved
+
+    def free_all_blocks(self) -> None:
+        self.reserved = self.used
+
+
+POOL = _MemoryPool()
+
+
 class FakeArray:
     """A "GPU" array: a NumPy array it does not let go of, and the index of the device it lives on."""
 
-    __slots__ = ("_device", "_host")
+    __slots__ = ("__weakref__", "_device", "_host")
     __array_ufunc__ = None  # NumPy operators defer to ours, which refuse NumPy operands
     __hash__ = None  # type: ignore[assignment]
 
     def __init__(self, host: np.ndarray, device: int) -> None:
         self._host = host
         self._device = device
+        if host.base is None and host.nbytes:
+            POOL.allocate(self, host.nbytes)
 
     # ---- attributes -----------------------------------------------------------------------------------
     shape = property(lambda self: self._host.shape)
@@ -469,6 +500,10 @@ class FakeCupy:
         if host.dtype.kind == "O":
             raise TypeError("fake cupy: CuPy has no object arrays")
         return FakeArray(host, self.current)
+
+    @staticmethod
+    def get_default_memory_pool() -> _MemoryPool:
+        return POOL
 
     def asnumpy(self, array: Any) -> np.ndarray:
         """``cupy.asnumpy``: a host copy."""
