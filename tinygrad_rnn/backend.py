@@ -341,8 +341,11 @@ def as_array(data: Any, dtype: Any, dev: Device, copy: bool) -> Any:
         if dtype is None and array.dtype.kind not in "fiub":
             raise TypeError(f"unsupported array dtype {array.dtype}")
     else:
-        array = np.asarray(data)
-        if array.dtype.kind == "O":
+        try:
+            array = np.asarray(data)
+        except ValueError as error:  # nested sequences of different lengths
+            raise ValueError(f"cannot build a tensor from ragged nested sequences ({error})") from None
+        if array.dtype.kind not in "biufc":
             raise TypeError(f"cannot build a tensor from {type(data).__name__} holding non-numbers")
         if dtype is None:
             if array.dtype.kind == "f" or array.dtype.kind == "c":
@@ -368,6 +371,8 @@ _generators: dict[Device, Any] = {}
 def manual_seed(seed: int) -> None:
     """Seed the generators of every device, so runs are reproducible."""
     global _seed
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"manual_seed: seed must be an int, got {seed!r}")
     _seed = int(seed)
     _generators.clear()
 

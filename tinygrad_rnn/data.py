@@ -246,6 +246,13 @@ def unigram_bits_per_char(train_ids: Any, valid_ids: Any, vocab_size: int) -> fl
     which looks at context has to beat.
     """
     np = _numpy()
+    for label, ids in (("train_ids", train_ids), ("valid_ids", valid_ids)):
+        ids = np.asarray(ids)
+        if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+            raise ValueError(
+                f"unigram_bits_per_char: {label} holds ids outside [0, {vocab_size - 1}] "
+                f"(vocab_size={vocab_size}): {int(ids.min())} .. {int(ids.max())}"
+            )
     counts = np.bincount(np.asarray(train_ids).reshape(-1), minlength=vocab_size) + 1.0
     probabilities = counts / counts.sum()
     return float(-np.log2(probabilities[np.asarray(valid_ids).reshape(-1)]).mean())
@@ -295,4 +302,6 @@ def chunks(inputs: Tensor, targets: Tensor, length: int) -> Iterator[tuple[Tenso
 
 def num_chunks(steps: int, length: int) -> int:
     """How many chunks ``chunks`` yields for a stream of ``steps`` steps."""
+    if length <= 0:
+        raise ValueError(f"num_chunks: length must be positive, got {length}")
     return math.ceil(steps / length)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -77,6 +78,8 @@ def randint(low: int, high: int | None = None, size: Sequence[int] = (), device:
     """Integers drawn uniformly from [low, high) (int64) from the seeded generator."""
     if high is None:
         low, high = 0, low
+    if not low < high:
+        raise ValueError(f"randint: high must be greater than low, got low={low}, high={high}")
     shape, _, dev, _ = _factory_args(tuple(size), None, device)
     return Tensor._make(backend.random_integers(low, high, shape, dev), False, None, 0)
 
@@ -92,6 +95,15 @@ def arange(
     """Values start, start + step, ... below ``end``: int64 for int arguments, else the default dtype."""
     if end is None:
         start, end = 0, start
+    for label, value in (("start", start), ("end", end), ("step", step)):
+        try:
+            finite = math.isfinite(value)
+        except TypeError:
+            finite = False
+        if not finite:
+            raise ValueError(f"arange: {label} must be a finite number, got {value!r}")
+    if step == 0:
+        raise ValueError("arange: step must be nonzero")
     if dtype is None:
         dtype = backend.int64 if all(isinstance(v, int) for v in (start, end, step)) else None
     _, dtype, dev, xp = _factory_args((), dtype, device)

@@ -127,6 +127,8 @@ def save(state: Any, path: str | os.PathLike) -> None:
     members[STRUCTURE_MEMBER] = backend.np.frombuffer(text.encode("utf-8"), dtype=backend.np.uint8)
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"save: {path!r} is a directory; give the path of a file to write")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"save: cannot write {path!r}: the directory {directory!r} does not exist")

@@ -41,6 +41,9 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     _require_tensor("linear", "weight", weight)
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+    if input.dtype.kind != "f":
+        # Integer input is almost always token ids meant for an Embedding.
+        raise TypeError(f"linear: input must be a floating tensor, got dtype {input.dtype}")
     if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
         raise ValueError(
             f"linear: input's last dimension must be in_features={weight.shape[1]}, got input shape "

@@ -93,11 +93,13 @@ def _reset_uniform(module: Module, hidden_size: int) -> None:
         init.uniform_(param, -bound, bound)
 
 
-def _check_dtype(owner: str, input: Tensor, weight: Tensor) -> None:
+def _check_dtype(owner: str, input: Tensor, weight: Tensor, label: str = "input") -> None:
     if input.dtype != weight.dtype:
+        # Only floating dtypes can hold parameters, so for an integer input the model cannot follow it.
+        model = f"model.to({str(input.dtype)!r}) or " if input.dtype.kind == "f" else ""
         raise TypeError(
-            f"{owner}: input has dtype {input.dtype} but the parameters have dtype {weight.dtype}; "
-            f"convert one of them (e.g. model.to({str(input.dtype)!r}) or input.to({str(weight.dtype)!r}))"
+            f"{owner}: {label} has dtype {input.dtype} but the parameters have dtype {weight.dtype}; "
+            f"convert one of them (e.g. {model}{label}.to({str(weight.dtype)!r}))"
         )
 
 
@@ -183,6 +185,8 @@ class _RNNBase(Module):
                 f"{name}: input.size(-1) must be equal to input_size: expected {self.input_size}, "
                 f"got {input.shape[-1]} (input shape {input.shape})"
             )
+        if input.shape[0 if input.ndim == 2 or not self.batch_first else 1] == 0:
+            raise ValueError(f"{name}: input has no time steps (seq_len = 0, input shape {input.shape})")
         _check_dtype(name, input, self.weight_ih_l0)
 
     def _check_hidden(self, hx: Any, label: str, batch: int, batched: bool) -> Tensor:
@@ -199,7 +203,7 @@ class _RNNBase(Module):
                 f"{self.num_layers} * {directions}, batch = {batch}, hidden_size = {self.hidden_size}), "
                 f"got {hx.shape}"
             )
-        _check_dtype(name, hx, self.weight_ih_l0)
+        _check_dtype(name, hx, self.weight_ih_l0, label)
         return hx if batched else hx.reshape(stacked, 1, self.hidden_size)
 
     # ---- the unrolled loop ------------------------------------------------------------------------
