@@ -251,6 +251,27 @@ def test_matmul_gradients_for_1d_2d_and_batched_broadcasting_operands(data):
     tg.gradcheck(tg.matmul, [a, b])
 
 
+@pytest.mark.parametrize(
+    "shape_a, shape_b",
+    [
+        ((3,), (3,)),
+        ((3,), (3, 2)),
+        ((2, 3), (3,)),
+        ((3,), (2, 3, 4)),
+        ((2, 4, 3), (3,)),
+        ((2, 4, 3), (3, 2)),
+        ((4, 3), (2, 3, 2)),
+        ((2, 1, 2, 3), (3, 3, 4)),
+    ],
+)
+def test_matmul_gradients_for_each_operand_rank(shape_a, shape_b):
+    rng = np.random.default_rng(1)
+    a = tg.tensor(rng.standard_normal(shape_a), requires_grad=True)
+    b = tg.tensor(rng.standard_normal(shape_b), requires_grad=True)
+    assert (a @ b).shape == np.matmul(a.numpy(), b.numpy()).shape
+    tg.gradcheck(lambda x, y: x @ y, [a, b])
+
+
 def test_matmul_of_two_vectors_is_a_scalar():
     a = tg.tensor([1.0, 2.0, 3.0], requires_grad=True)
     b = tg.tensor([4.0, 5.0, 6.0], requires_grad=True)
