@@ -53,6 +53,9 @@ def test_like_factories_copy_shape_dtype_and_device():
     assert tg.zeros_like(base, dtype=tg.float32).dtype == tg.float32
     assert tg.ones_like(base, requires_grad=True).requires_grad
     assert tg.full_like(base, 3.0).numpy().max() == 3.0
+    for like in (tg.full_like(base, 1.0, requires_grad=True), tg.randn_like(base, requires_grad=True)):
+        assert like.requires_grad and like.dtype == tg.float64
+    assert tg.rand_like(base, requires_grad=True).requires_grad
 
 
 def test_factories_refuse_requires_grad_for_integer_dtypes_and_bad_sizes():
@@ -112,6 +115,12 @@ def test_stack_gradients_along_any_new_dim(data):
     out = tg.stack(parts, dim)
     np.testing.assert_array_equal(out.numpy(), np.stack([p.numpy() for p in parts], dim))
     tg.gradcheck(lambda *ts: tg.stack(ts, dim=dim), parts)
+
+
+def test_concat_and_concatenate_are_cat():
+    parts = [tg.ones(2, 1), tg.zeros(2, 2)]
+    for join in (tg.concat, tg.concatenate):
+        np.testing.assert_array_equal(join(parts, dim=1).numpy(), tg.cat(parts, 1).numpy())
 
 
 def test_cat_of_tensors_some_without_grad_sends_gradient_only_where_needed():

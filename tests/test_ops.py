@@ -136,6 +136,13 @@ def test_float_tensor_with_integer_tensor_stays_float32():
         assert out.dtype == tg.float32
 
 
+def test_integer_true_division_gives_the_default_float_dtype():
+    counts = tg.tensor([1, 2, 3])
+    assert (counts / 2).dtype == tg.float32 and (counts / 2).tolist() == [0.5, 1.0, 1.5]
+    assert (tg.tensor([True, False]).sum() / counts).dtype == tg.float32
+    assert (tg.tensor([1.0], dtype=tg.float64) / counts).dtype == tg.float64
+
+
 def test_where_gradient_goes_to_the_chosen_side():
     condition = tg.tensor([True, False, True])
     a = tg.tensor([1.0, 2.0, 3.0], dtype=tg.float64, requires_grad=True)

@@ -33,6 +33,8 @@ from .functions import (
     chunk,
     clamp,
     clip,
+    concat,
+    concatenate,
     div,
     dropout,
     empty,

@@ -126,14 +126,18 @@ def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: b
     return ones(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
-def full_like(t: Tensor, fill_value: Number, dtype: Any = None, device: Any = None) -> Tensor:
+def full_like(
+    t: Tensor, fill_value: Number, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
     """``fill_value`` in ``t``'s shape, dtype and device unless given."""
-    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device)
+    return full(
+        t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad
+    )
 
 
-def randn_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
+def randn_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples of ``t``'s shape, dtype and device unless given."""
-    return randn(*t.shape, dtype=dtype or t.dtype, device=device or t.device)
+    return randn(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def _on(dev: backend.Device, make: Callable[[], Any]) -> Any:
@@ -406,11 +410,14 @@ def numel(t: Tensor) -> int:
 clip = clamp
 
 
-def rand_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
+def rand_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) of ``t``'s shape (and dtype and device unless given)."""
-    return rand(*t.shape, dtype=dtype or t.dtype, device=device or t.device)
+    return rand(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
-def empty_like(t: Tensor, dtype: Any = None, device: Any = None) -> Tensor:
+def empty_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A tensor of ``t``'s shape (zeros here; PyTorch leaves it uninitialised)."""
-    return zeros_like(t, dtype=dtype, device=device)
+    return zeros_like(t, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+concat = concatenate = cat

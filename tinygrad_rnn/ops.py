@@ -57,6 +57,9 @@ class Div(Function):
 
     def forward(ctx, a, b):
         out = a / b
+        if out.dtype == backend.float64 and a.dtype.kind in "iub" and b.dtype.kind in "iub":
+            # True division of integers gives the default float dtype, as in PyTorch (NumPy: float64).
+            out = out.astype(backend.get_default_dtype())
         ctx.save_for_backward(b, out)
         return out
 
