@@ -5,6 +5,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn.bptt import TBPTT, TBPTTTrainer, detach_hidden, truncation_bias
@@ -443,3 +445,24 @@ def test_at_most_k2_plus_one_states_are_kept_between_updates(semantics, k1, k2):
     kept = [len(driver.stored_states) for _ in driver.updates(inputs, targets)]
     assert len(kept) == math.ceil(100 / k1)
     assert max(kept) <= k2 + 1
+
+
+@given(
+    steps=st.integers(1, 12),
+    k1=st.integers(1, 6),
+    k2=st.integers(1, 8),
+    semantics=st.sampled_from(["window", "per_loss"]),
+    tuple_state=st.booleans(),
+    vectorize=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_tbptt_matches_its_definition_for_random_lengths(
+    steps, k1, k2, semantics, tuple_state, vectorize, seed
+):
+    assume(semantics == "per_loss" or k2 >= k1)
+    model = (TinyLSTM if tuple_state else TinyRNN)(seed=seed)
+    inputs, targets = make_stream(model, steps=steps, seed=seed + 1)
+    oracle = oracle_window if semantics == "window" else oracle_per_loss
+    expected = oracle(model, mean_squares, inputs, targets, k1, k2)
+    got = run_driver(model, mean_squares, inputs, targets, k1, k2, semantics, vectorize=vectorize)
+    assert_same_updates(got, expected)

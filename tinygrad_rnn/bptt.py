@@ -32,6 +32,7 @@ from typing import Any
 from . import backend
 from .autograd import no_grad
 from .functions import cat, where
+from .nn.utils import clip_grad_norm_
 from .tensor import Tensor
 
 SEMANTICS = ("window", "per_loss")
@@ -351,17 +352,6 @@ def _loss_cross_entropy(output: Tensor, target: Tensor) -> Tensor:
     return functional.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
 
 
-def _clip_grad_norm(parameters: list, max_norm: float) -> float:
-    """Scale the gradients so that their joint L2 norm is at most ``max_norm``; return the norm before."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    total = math.sqrt(sum(float((g * g).sum().item()) for g in grads))
-    if total > max_norm:
-        scale = max_norm / (total + 1e-6)
-        for g in grads:
-            g._data *= scale
-    return total
-
-
 class TBPTTTrainer:
     """The common truncated-BPTT training loop: for each update, clip, then ``optimizer.step()``.
 
@@ -402,7 +392,7 @@ class TBPTTTrainer:
             start = hidden if self.carry_hidden else None
             for update in self.driver.updates(inputs, targets, start):
                 if self.clip_norm is not None:
-                    self.grad_norms.append(_clip_grad_norm(parameters, self.clip_norm))
+                    self.grad_norms.append(float(clip_grad_norm_(parameters, self.clip_norm).item()))
                 self.optimizer.step()
                 losses.append(update.loss)
             hidden = self.driver.hidden
