@@ -23,6 +23,7 @@ where x_* = W_i* x + b_i* and h_* = W_h* h + b_h* (the reset gate multiplies W_h
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from .. import functions, ops
@@ -131,6 +132,12 @@ class _RNNBase(Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
         self.dropout = float(dropout)
+        if dropout and num_layers == 1:
+            warnings.warn(
+                f"{name}: dropout is applied between recurrent layers, so dropout={dropout} has no effect "
+                "with num_layers=1",
+                stacklevel=2,
+            )
         directions = 2 if bidirectional else 1
         rows = _GATES[self.mode] * hidden_size
         # Registration order is PyTorch's, so state_dict() lists the same names in the same order.
