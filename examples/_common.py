@@ -40,7 +40,8 @@ def print_table(
     text = f"{title}\n{format_table(headers, rows)}"
     print(text, flush=True)
     if out is not None:
-        slug = "".join(c if c.isalnum() else "_" for c in title.lower()).strip("_")[:60]
+        slug = "".join(c if c.isascii() and c.isalnum() else "_" for c in title.lower())
+        slug = "_".join(part for part in slug.split("_") if part)[:60]
         with open(os.path.join(out, f"table_{slug}.txt"), "w", encoding="utf-8") as handle:
             handle.write(text + "\n")
     return text
