@@ -315,3 +315,14 @@ def test_a_gpu_tensor_takes_index_arrays_from_the_host_as_in_pytorch(fake):
     y = tg.zeros(4, device="cuda:1")
     y[np.array([1, 3])] = 5.0
     np.testing.assert_array_equal(y.numpy(), [0, 5, 0, 5])
+
+
+def test_memory_allocated_and_reserved_follow_the_pool(fake):
+    before = tg.cuda.memory_allocated()
+    x = tg.zeros(1000, dtype=tg.float64, device="cuda")
+    assert tg.cuda.memory_allocated() - before == 8000
+    reserved = tg.cuda.memory_reserved()
+    del x
+    assert tg.cuda.memory_allocated() == before and tg.cuda.memory_reserved() == reserved
+    tg.cuda.empty_cache()
+    assert tg.cuda.memory_reserved() == before

@@ -150,6 +150,8 @@ def xp_for(dev: Device) -> Any:
 
 def get_array_module(array: Any) -> Any:
     """The array module of an existing array, without importing CuPy for NumPy data."""
+    if type(array) is np.ndarray:  # the common case first: every op calls this
+        return np
     if isinstance(array, np.ndarray | np.generic):
         return np
     cupy = _load_cupy()
@@ -447,6 +449,12 @@ def cuda_device_name(dev: Device) -> str:
     cupy = require_cuda(dev)
     name = cupy.cuda.runtime.getDeviceProperties(dev.index)["name"]
     return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def cuda_memory_pool(dev: Device) -> Any:
+    """CuPy's default memory pool; its byte counts are those of the current GPU, so ask with ``dev``
+    current (``with require_cuda(dev).cuda.Device(dev.index): ...``)."""
+    return require_cuda(dev).get_default_memory_pool()
 
 
 _kernels: dict[tuple, Any] = {}

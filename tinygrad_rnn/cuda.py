@@ -34,6 +34,27 @@ def synchronize(device: int | str | backend.Device | None = None) -> None:
     backend.cuda_synchronize(_cuda_device(device))
 
 
+def memory_allocated(device: int | str | backend.Device | None = None) -> int:
+    """Bytes of GPU memory held by live arrays on the device (CuPy's memory pool, ``used_bytes``)."""
+    dev = _cuda_device(device)
+    pool = backend.cuda_memory_pool(dev)
+    with backend.require_cuda(dev).cuda.Device(dev.index):
+        return int(pool.used_bytes())
+
+
+def memory_reserved(device: int | str | backend.Device | None = None) -> int:
+    """Bytes of GPU memory the pool holds, in use or cached for reuse (``total_bytes``)."""
+    dev = _cuda_device(device)
+    pool = backend.cuda_memory_pool(dev)
+    with backend.require_cuda(dev).cuda.Device(dev.index):
+        return int(pool.total_bytes())
+
+
+def empty_cache() -> None:
+    """Return the cached, unused blocks of the memory pool to the GPU (live arrays are untouched)."""
+    backend.cuda_memory_pool(_cuda_device(None)).free_all_blocks()
+
+
 def manual_seed(seed: int) -> None:
     """Seed the generators (every device's, as ``tg.manual_seed``: one seed gives one stream per device)."""
     backend.manual_seed(seed)
