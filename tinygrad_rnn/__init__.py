@@ -4,7 +4,7 @@ Backpropagation through time is not hand-coded here: a recurrent network is unro
 and ``loss.backward()`` walks it back. See ``docs/bptt.md`` for the derivation term by term.
 """
 
-from . import autograd, backend, cuda, nn, ops, optim
+from . import autograd, backend, bptt, cuda, gradflow, nn, ops, optim, reference
 from .autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import (
     Device,

@@ -183,9 +183,6 @@ class TBPTT:
 
     def _per_loss(self, states: dict, start: int, stop: int, steps: int, block_targets: Tensor) -> tuple:
         k2, time_dim = self.k2, self._time_dim
-        # Group the losses: L_s with s <= k2 reach h_0 and share one graph; beyond that, the losses with
-        # equal s mod k2 have cuts exactly k2 apart, each at the previous one's step, so one graph with a
-        # detach at each cut gives every one of them its own reach.
         groups = self._groups(start, stop)
         firsts = [max(0, owned[0] - k2) for owned in groups]
         # One pass without a graph gives the values of the block's outputs and the states that the graphs
@@ -273,7 +270,7 @@ class TBPTT:
 
     def _run(
         self, states: dict, begin: int, stop: int, cuts: Iterable[int], record: Iterable[int], keep_from: int
-    ):
+    ) -> tuple[Tensor, Any]:
         """Run the model from the stored h_begin to h_stop, chunked at every cut (detach there) and every
         recorded position (store the detached state there); return the outputs of steps keep_from+1 … stop
         concatenated along time, and the final state."""
