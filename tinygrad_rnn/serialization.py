@@ -189,7 +189,8 @@ def load(path: str | os.PathLike) -> Any:
                 f"load: {path!r} needs pickle to load ({error}); refusing, since unpickling can run code"
             ) from None
         raise ValueError(f"load: {path!r} is not a readable .npz file ({error})") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as error:
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, NotImplementedError) as error:
+        # NotImplementedError: zipfile's answer to a damaged version or compression field.
         raise ValueError(
             f"load: {path!r} is truncated or corrupted ({type(error).__name__}: {error})"
         ) from None
