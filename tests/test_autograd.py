@@ -208,3 +208,28 @@ def test_unbroadcast_handles_any_ranks():
     assert tg.autograd.unbroadcast(g, (2, 1)).shape == (2, 1)
     np.testing.assert_allclose(tg.autograd.unbroadcast(g, (1, 1, 3)), np.full((1, 1, 3), 8.0))
     assert tg.autograd.unbroadcast(g, ()).shape == ()
+
+
+@pytest.mark.parametrize("order", ["dense_first", "deferred_first", "interleaved"])
+def test_deferred_weight_gradients_mix_with_dense_ones_in_any_order(order):
+    # A weight reached by matmuls (deferred aᵀg terms) and by elementwise ops (dense terms), for a
+    # leaf and for an interior node (its transpose), in every order: the sum must be the same.
+    rng = np.random.default_rng(0)
+    a1, a2, a3 = (rng.standard_normal((2, 3)) for _ in range(3))
+    w_data = rng.standard_normal((3, 3))
+    w = tg.tensor(w_data, requires_grad=True)
+    wt = w.T
+    dense = [lambda: (w * w).sum(), lambda: (wt * 3.0).sum()]
+    deferred = [lambda a=a: (tg.tensor(a) @ w).sum() + (tg.tensor(a) @ wt).sum() for a in (a1, a2, a3)]
+    terms = {
+        "dense_first": dense + deferred,
+        "deferred_first": deferred + dense,
+        "interleaved": [deferred[0], dense[0], deferred[1], dense[1], deferred[2]],
+    }[order]
+    total = terms[0]()
+    for term in terms[1:]:
+        total = total + term()
+    total.backward()
+    ones = np.ones((2, 3))
+    expected = 2 * w_data + 3.0 + sum(a.T @ ones + (a.T @ ones).T for a in (a1, a2, a3))
+    np.testing.assert_allclose(w.grad.numpy(), expected, rtol=1e-12)

@@ -157,8 +157,10 @@ class Function:
             ctx.needs_input_grad = _NEEDS_ONE
             if datas[0].shape != shape:
                 ctx.input_shapes = (datas[0].shape,)
-        elif n_inputs == 2 and not (inputs[0]._index or inputs[1]._index):
+        elif n_inputs == 2:
             a, b = inputs
+            if a._index or b._index:  # an output of a multi-output op (a step of an unbound sequence)
+                ctx.parent_indices = (a._index, b._index)
             if a.requires_grad:
                 pa = a if a._ctx is None else a._ctx
                 ctx.first = pa
@@ -639,7 +641,7 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
                 entry = leaf_grads.get(id(parent))
                 if entry is None:
                     leaf_grads[id(parent)] = [parent, g, False]
-                elif entry[2]:
+                elif entry[2] and type(g) is not OuterProductSum:
                     entry[1] += g
                 else:
                     entry[1] = entry[1] + g
@@ -649,7 +651,7 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
                 if existing is None:
                     grads[parent] = g
                     push(heap, (-parent.seq, parent))
-                elif parent in owned:
+                elif parent in owned and type(g) is not OuterProductSum:
                     existing += g
                     grads[parent] = existing
                 else:
