@@ -48,31 +48,23 @@ def _rnn_relu_pointwise(gates: Tensor) -> Tensor:
 
 
 def _lstm_pointwise(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """gates (B, 4H) laid out i, f, g, o; returns h' = σ(o) tanh(c'), c' = σ(f) c + σ(i) tanh(g)."""
-    if gates.device.type == "cuda":
-        # One fused kernel instead of a dozen small launches per step on a GPU.
-        return ops.LSTMCellPointwise.apply(gates, c)
-    hidden = gates.shape[1] // 4
-    i, f, g, o = ops.Split.apply(gates, sizes=(hidden,) * 4, dim=1)
-    c_next = ops.Add.apply(
-        ops.Mul.apply(ops.Sigmoid.apply(f), c), ops.Mul.apply(ops.Sigmoid.apply(i), ops.Tanh.apply(g))
-    )
-    h_next = ops.Mul.apply(ops.Sigmoid.apply(o), ops.Tanh.apply(c_next))
-    return h_next, c_next
+    """gates (B, 4H) laid out i, f, g, o; returns h' = σ(o) tanh(c'), c' = σ(f) c + σ(i) tanh(g).
+
+    One fused op on every device: one kernel on a GPU, and on the CPU one node instead of eleven per
+    step, which measured 1.43x -> 1.22x the hand-written BPTT's time at the medium size (see
+    docs/performance.md).
+    """
+    return ops.LSTMCellPointwise.apply(gates, c)
 
 
 def _gru_pointwise(input_gates: Tensor, hidden_gates: Tensor, h: Tensor) -> Tensor:
     """input_gates = W_ih x + b_ih and hidden_gates = W_hh h + b_hh, both (B, 3H) laid out r, z, n;
-    returns h' = n + z (h - n) = (1 - z) n + z h."""
-    if h.device.type == "cuda":
-        return ops.GRUCellPointwise.apply(input_gates, hidden_gates, h)
-    hidden = h.shape[1]
-    sizes = (2 * hidden, hidden)
-    input_rz, input_n = ops.Split.apply(input_gates, sizes=sizes, dim=1)
-    hidden_rz, hidden_n = ops.Split.apply(hidden_gates, sizes=sizes, dim=1)
-    r, z = ops.Split.apply(ops.Sigmoid.apply(ops.Add.apply(input_rz, hidden_rz)), sizes=(hidden,) * 2, dim=1)
-    n = ops.Tanh.apply(ops.Add.apply(input_n, ops.Mul.apply(r, hidden_n)))
-    return ops.Add.apply(n, ops.Mul.apply(z, ops.Sub.apply(h, n)))
+    returns h' = n + z (h - n) = (1 - z) n + z h.
+
+    One fused op on every device, as for the LSTM (medium size: 1.84x -> 1.16x the hand-written
+    BPTT's time on the CPU).
+    """
+    return ops.GRUCellPointwise.apply(input_gates, hidden_gates, h)
 
 
 # ---- shared parameter handling -------------------------------------------------------------------------
