@@ -434,9 +434,7 @@ def _on_device(dev: Device) -> Any:
 
 def cuda_synchronize(dev: Device) -> None:
     """Wait until every kernel queued on ``dev`` has finished (what a GPU timing must do)."""
-    cupy = require_cuda(dev)
-    with cupy.cuda.Device(dev.index) as gpu:
-        gpu.synchronize()
+    require_cuda(dev).cuda.Device(dev.index).synchronize()
 
 
 def cuda_current_device() -> int:
