@@ -411,6 +411,8 @@ class _ElementwiseKernel:
             )
         else:
             results = arrays[len(self.inputs) :]
+            if any(out.shape != shape for out in results):
+                raise ValueError(f"fake cupy: kernel {self.name}: Out shape is mismatched")
             for name, out in zip(self.outputs, results):
                 out._host[...] = environment[name]
         return results[0] if len(results) == 1 else results
