@@ -106,6 +106,12 @@ def test_float32_inputs_are_refused():
         tg.gradcheck_projection(lambda t: t * 2, [np.ones(2)])
 
 
+def test_non_leaf_inputs_are_refused_with_the_fix():
+    (x,) = inputs((2,))
+    with pytest.raises(ValueError, match=r"input 0 \(shape \(2,\)\) is not a leaf"):
+        tg.gradcheck(lambda t: t * 2, [x * 3])
+
+
 def test_checks_leave_the_inputs_grad_and_the_seeded_stream_alone():
     (x,) = inputs((2, 2))
     x.grad = tg.tensor(np.full((2, 2), 7.0))

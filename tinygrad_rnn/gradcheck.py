@@ -73,6 +73,11 @@ def _require_float64(inputs: Sequence[Tensor]) -> None:
             raise TypeError(f"gradcheck: input {i} is a {type(t).__name__}, expected a Tensor")
         if t.requires_grad and t.dtype != backend.float64:
             raise TypeError(f"gradcheck: input {i} has dtype {t.dtype}; finite differences need float64")
+        if t.requires_grad and not t.is_leaf:
+            # Its gradient is not kept in .grad, so the check would report a mismatch that is not there.
+            raise ValueError(
+                f"gradcheck: input {i} (shape {t.shape}) is not a leaf; pass x.detach().requires_grad_()"
+            )
 
 
 def gradcheck(
