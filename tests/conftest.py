@@ -36,7 +36,10 @@ def available_devices() -> list:
     """'cpu' always; 'cuda' as a case that skips with the reason when no GPU is usable."""
     reason = None
     if not tg.cuda.is_available():
-        reason = "no CUDA GPU: CuPy is not installed or sees no device (pip install -e '.[cuda]')"
+        if tg.backend._cupy is None:
+            reason = "no CUDA GPU: CuPy is not installed (pip install -e '.[cuda]')"
+        else:
+            reason = "no CUDA GPU: CuPy is installed but sees no GPU"
     cuda = pytest.param("cuda", marks=pytest.mark.skipif(reason is not None, reason=reason or ""))
     return ["cpu", cuda]
 
