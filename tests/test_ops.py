@@ -296,6 +296,18 @@ def test_matmul_with_a_constant_operand_on_the_right_and_left():
     np.testing.assert_array_equal(w.grad.numpy(), data.sum(axis=0)[:, None] * np.ones((3, 2)))
 
 
+
+@given(data=st.data())
+def test_add_matmul_equals_matmul_plus_and_has_its_gradients(data):
+    shape_a, shape_b = data.draw(matmul_shapes())
+    out_shape = np.matmul(np.zeros(shape_a), np.zeros(shape_b)).shape
+    shape_c = data.draw(st.sampled_from([out_shape, out_shape[-1:], ()]))
+    a, b, c = data.draw(values(shape_a)), data.draw(values(shape_b)), data.draw(values(shape_c))
+    out = tg.ops.AddMatMul.apply(a, b, c)
+    np.testing.assert_allclose(out.numpy(), np.matmul(a.numpy(), b.numpy()) + c.numpy(), rtol=1e-12)
+    tg.gradcheck(lambda x, y, z: tg.ops.AddMatMul.apply(x, y, z), [a, b, c])
+
+
 # ---- reductions ------------------------------------------------------------------------------------
 
 

@@ -358,6 +358,29 @@ class MatMul(Function):
         return da, db
 
 
+class AddMatMul(MatMul):
+    """out = a @ b + c (``torch.addmm``'s shape of work, any operands ``matmul`` accepts, c broadcast);
+    da, db as for :class:`MatMul`, dc = g (reduced over broadcast axes by the tape).
+
+    One node instead of two for the recurrent step W_hh h + (W_ih x + b): the sum is added into the
+    product's fresh buffer, with no second output array and no second node on the tape.
+    """
+
+    def forward(ctx, a, b, c):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError("AddMatMul: both matmul operands must have at least one dimension")
+        ctx.save_for_backward(a, b)
+        out = a @ b
+        if c.shape == out.shape and c.dtype == out.dtype:
+            out += c
+            return out
+        return out + c
+
+    def backward(ctx, g):
+        da, db = MatMul.backward(ctx, g)
+        return da, db, (g if ctx.needs_input_grad[2] else None)
+
+
 # ---- reductions --------------------------------------------------------------------------------------
 
 

@@ -226,22 +226,24 @@ class _RNNBase(Module):
         inputs = ops.Unbind.apply(ops.Reshape.apply(projection, shape=(steps, batch, rows)), dim=0)
         order = range(steps - 1, -1, -1) if reverse else range(steps)
         outputs: list[Tensor] = []
-        matmul, add = ops.MatMul.apply, ops.Add.apply
+        # One AddMatMul per step: W_hh h plus the step's slice of the projection, one node, one buffer.
+        matmul, addmm = ops.MatMul.apply, ops.AddMatMul.apply
         if self.mode == "LSTM":
             for t in order:
-                h, c = _lstm_pointwise(add(inputs[t], matmul(h, weight_hh_t)), c)
+                h, c = _lstm_pointwise(addmm(h, weight_hh_t, inputs[t]), c)
                 outputs.append(h)
         elif self.mode == "GRU":
             for t in order:
-                hidden_gates = matmul(h, weight_hh_t)
                 if bias_hh is not None:
-                    hidden_gates = add(hidden_gates, bias_hh)
+                    hidden_gates = addmm(h, weight_hh_t, bias_hh)
+                else:
+                    hidden_gates = matmul(h, weight_hh_t)
                 h = _gru_pointwise(inputs[t], hidden_gates, h)
                 outputs.append(h)
         else:
             pointwise = _rnn_tanh_pointwise if self.mode == "RNN_TANH" else _rnn_relu_pointwise
             for t in order:
-                h = pointwise(add(inputs[t], matmul(h, weight_hh_t)))
+                h = pointwise(addmm(h, weight_hh_t, inputs[t]))
                 outputs.append(h)
         if reverse:
             outputs.reverse()
