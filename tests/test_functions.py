@@ -186,6 +186,18 @@ def test_dropout_gradient_is_the_mask_over_one_minus_p(p):
     assert abs(kept.mean() - (1 - p)) < 0.05
 
 
+@given(data=st.data())
+def test_dropout_passes_gradcheck_when_each_evaluation_draws_the_same_mask(data):
+    x = data.draw(leaf(data.draw(hnp.array_shapes(max_dims=3, max_side=4))))
+    p = data.draw(st.sampled_from([0.2, 0.5, 0.9]))
+
+    def seeded_dropout(t):
+        tg.manual_seed(99)  # the same mask at every perturbed evaluation
+        return tg.dropout(t, p)
+
+    tg.gradcheck(seeded_dropout, [x])
+
+
 def test_dropout_is_reproducible_after_manual_seed_and_varies_without_it():
     x = tg.ones(500)
     tg.manual_seed(7)
