@@ -100,6 +100,8 @@ def _unwrap(value: Any, devices: set, where: str, allow_numpy: bool = False) -> 
         return tuple(_unwrap(v, devices, where, allow_numpy) for v in value)
     if isinstance(value, list):
         return [_unwrap(v, devices, where, allow_numpy) for v in value]
+    if isinstance(value, dict):
+        return {k: _unwrap(v, devices, where, allow_numpy) for k, v in value.items()}
     return value
 
 
