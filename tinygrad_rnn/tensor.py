@@ -79,26 +79,32 @@ class Tensor:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The size of each dim, a tuple of ints."""
         return tuple(self._data.shape)
 
     @property
     def ndim(self) -> int:
+        """The number of dims."""
         return self._data.ndim
 
     @property
     def dtype(self) -> Any:
+        """The element type (a NumPy dtype: ``tg.float32``, ``tg.int64``, ...)."""
         return self._data.dtype
 
     @property
     def device(self) -> backend.Device:
+        """Where the data lives: ``cpu`` or ``cuda:N``."""
         return backend.device_of(self._data)
 
     @property
     def is_leaf(self) -> bool:
+        """True for a tensor not produced by a recorded op (its gradient lands in ``.grad``)."""
         return self._ctx is None
 
     @property
     def grad_fn(self) -> Function | None:
+        """The node of the tape that produced this tensor, or None for a leaf."""
         return self._ctx
 
     @property
@@ -112,12 +118,15 @@ class Tensor:
         return autograd.version_number(self._version)
 
     def size(self, dim: int | None = None) -> Any:
+        """The shape, or the size of one ``dim``."""
         return self.shape if dim is None else self.shape[_dim(dim, self.ndim, "size")]
 
     def dim(self) -> int:
+        """The number of dims (as ``ndim``)."""
         return self._data.ndim
 
     def numel(self) -> int:
+        """The number of elements."""
         return int(self._data.size)
 
     def __len__(self) -> int:
@@ -132,11 +141,13 @@ class Tensor:
         return backend.to_numpy(self._data)
 
     def item(self) -> Any:
+        """The value of a one-element tensor as a Python number."""
         if self._data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self._data.reshape(()).item()
 
     def tolist(self) -> Any:
+        """The data as (nested) Python lists."""
         return self.numpy().tolist()
 
     def __float__(self) -> float:
@@ -213,10 +224,12 @@ class Tensor:
         return t
 
     def detach_(self) -> Tensor:
+        """Cut this tensor from its history in place: it becomes a leaf that does not require grad."""
         self._ctx, self._index, self.requires_grad = None, 0, False
         return self
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Turn gradient recording for this leaf on or off (only floating tensors can require grad)."""
         if requires_grad and self.dtype.kind != "f":
             raise ValueError(
                 f"only floating-point tensors can require gradients, got dtype {self.dtype}; "
@@ -303,14 +316,17 @@ class Tensor:
         return out
 
     def cpu(self) -> Tensor:
+        """This tensor on the CPU (differentiable; itself when already there)."""
         return self.to("cpu")
 
     def cuda(self, device: int | str | None = None) -> Tensor:
+        """This tensor on a GPU (``cuda``, ``cuda:N`` or an index)."""
         if isinstance(device, int):
             device = f"cuda:{device}"
         return self.to(device or "cuda")
 
     def type(self, dtype: Any) -> Tensor:
+        """This tensor converted to ``dtype``; differentiable between floating dtypes."""
         dtype = backend.as_dtype(dtype)
         if dtype == self.dtype:
             return self
@@ -319,27 +335,35 @@ class Tensor:
         return ops.Cast.apply(self, dtype=dtype)
 
     def float(self) -> Tensor:
+        """Converted to float32."""
         return self.type(backend.float32)
 
     def double(self) -> Tensor:
+        """Converted to float64."""
         return self.type(backend.float64)
 
     def long(self) -> Tensor:
+        """Converted to int64 (not differentiable)."""
         return self.type(backend.int64)
 
     def int(self) -> Tensor:
+        """Converted to int32 (not differentiable)."""
         return self.type(backend.int32)
 
     def bool(self) -> Tensor:
+        """Converted to bool (not differentiable)."""
         return self.type(backend.bool_)
 
     def type_as(self, other: Tensor) -> Tensor:
+        """Converted to ``other``'s dtype."""
         return self.type(other.dtype)
 
     def clone(self) -> Tensor:
+        """A copy with its own storage;  gradient passes through unchanged."""
         return ops.Copy.apply(self)
 
     def contiguous(self) -> Tensor:
+        """Itself: backend arrays need no explicit layout here."""
         return self
 
     # ---- arithmetic ---------------------------------------------------------------------------------
@@ -408,6 +432,7 @@ class Tensor:
         return ops.MatMul.apply(other, self)
 
     def matmul(self, other: Any) -> Tensor:
+        """``self @ other`` (see ``__matmul__``)."""
         return self @ other
 
     add, sub, mul, div, pow = __add__, __sub__, __mul__, __truediv__, __pow__
@@ -453,30 +478,39 @@ class Tensor:
     # ---- elementwise functions ------------------------------------------------------------------------
 
     def exp(self) -> Tensor:
+        """e^x elementwise;  gradient g·e^x."""
         return ops.Exp.apply(self)
 
     def log(self) -> Tensor:
+        """Natural log elementwise;  gradient g / x."""
         return ops.Log.apply(self)
 
     def tanh(self) -> Tensor:
+        """tanh(x) elementwise;  gradient g·(1 - tanh²x)."""
         return ops.Tanh.apply(self)
 
     def sigmoid(self) -> Tensor:
+        """σ(x) = 1 / (1 + e^-x) without overflow;  gradient g·σ(1 - σ)."""
         return ops.Sigmoid.apply(self)
 
     def relu(self) -> Tensor:
+        """max(x, 0);  gradient g where x > 0, else 0."""
         return ops.Relu.apply(self)
 
     def sqrt(self) -> Tensor:
+        """√x elementwise;  gradient g / (2√x)."""
         return ops.Sqrt.apply(self)
 
     def abs(self) -> Tensor:
+        """|x| elementwise;  gradient g·sign(x)."""
         return ops.Abs.apply(self)
 
     def neg(self) -> Tensor:
+        """-x;  gradient -g."""
         return ops.Neg.apply(self)
 
     def clamp(self, min: Number | None = None, max: Number | None = None) -> Tensor:
+        """min(max(x, min), max);  gradient g where min <= x <= max, else 0."""
         if min is None and max is None:
             raise ValueError("clamp: at least one of min and max must be given")
         return ops.Clamp.apply(self, low=min, high=max)
@@ -484,9 +518,11 @@ class Tensor:
     clip = clamp
 
     def maximum(self, other: Any) -> Tensor:
+        """Elementwise max with broadcasting;  gradient to the larger operand, half each on a tie."""
         return ops.Maximum.apply(self, self._operand(other))
 
     def minimum(self, other: Any) -> Tensor:
+        """Elementwise min with broadcasting;  gradient to the smaller operand, half each on a tie."""
         return ops.Minimum.apply(self, self._operand(other))
 
     def where(self, condition: Any, other: Any) -> Tensor:
@@ -498,6 +534,7 @@ class Tensor:
         return ops.Where.apply(condition, self, self._operand(other))
 
     def masked_fill(self, mask: Any, value: Number) -> Tensor:
+        """``value`` where ``mask`` is true, else ``self``;  gradient g where the mask is false."""
         mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=self.device)
         if mask.dtype.kind != "b":
             mask = mask != 0
@@ -532,6 +569,7 @@ class Tensor:
         return ops.Amax.apply(self, dims=self._dims(dim, "amax"), keepdim=keepdim)
 
     def amin(self, dim: Any = None, keepdim: bool = False) -> Tensor:
+        """Minimum over ``dim``; the gradient is shared evenly between tied minima."""
         return -((-self).amax(dim, keepdim))
 
     def max(self, dim: Any = None, keepdim: bool = False) -> Any:
@@ -560,6 +598,7 @@ class Tensor:
         return MaxResult(-result.values, result.indices)
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """Index of the largest element (of the flattened tensor when ``dim`` is None)."""
         if dim is None:
             return Tensor._make(self._xp.asarray(self._data.argmax()), False, None, 0)
         axis = _dim(dim, self.ndim, "argmax", self.shape)
@@ -569,6 +608,7 @@ class Tensor:
         return Tensor._make(backend.ensure_array(out.astype(backend.int64)), False, None, 0)
 
     def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """Index of the smallest element (of the flattened tensor when ``dim`` is None)."""
         return (-self.detach()).argmax(dim, keepdim)
 
     def logsumexp(self, dim: Any, keepdim: bool = False) -> Tensor:
@@ -576,21 +616,26 @@ class Tensor:
         return ops.LogSumExp.apply(self, dims=self._dims(dim, "logsumexp"), keepdim=keepdim)
 
     def softmax(self, dim: int) -> Tensor:
+        """exp(x - max) / Σ exp(x - max) along ``dim``;  gradient s·(g - Σ g·s)."""
         return ops.Softmax.apply(self, dim=_dim(dim, self.ndim, "softmax", self.shape))
 
     def log_softmax(self, dim: int) -> Tensor:
+        """x - logsumexp(x) along ``dim``, finite for any logits;  gradient g - softmax·Σ g."""
         return ops.LogSoftmax.apply(self, dim=_dim(dim, self.ndim, "log_softmax", self.shape))
 
     def var(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False) -> Tensor:
+        """Variance over ``dim`` (divided by n - 1 when ``unbiased``)."""
         dims = self._dims(dim, "var")
         count = math.prod(self.shape[d] for d in dims)
         centered = self - self.mean(dims, keepdim=True)
         return (centered * centered).sum(dims, keepdim=keepdim) / max(count - (1 if unbiased else 0), 1)
 
     def std(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False) -> Tensor:
+        """Standard deviation over ``dim``: sqrt of :meth:`var`."""
         return self.var(dim, unbiased, keepdim).sqrt()
 
     def norm(self, p: float = 2.0) -> Tensor:
+        """The p-norm of all elements (p = 2, inf or any positive number)."""
         if p == 2:
             return (self * self).sum().sqrt()
         if p == float("inf"):
@@ -600,6 +645,7 @@ class Tensor:
     # ---- movement ------------------------------------------------------------------------------------
 
     def reshape(self, *shape: Any) -> Tensor:
+        """The same elements in a new shape (one size may be -1);  gradient g reshaped back."""
         shape = _shape_arg(shape)
         new = _infer_shape(shape, self.numel(), self.shape, "reshape")
         if new == self.shape:
@@ -609,9 +655,11 @@ class Tensor:
     view = reshape
 
     def view_as(self, other: Tensor) -> Tensor:
+        """Reshaped to ``other``'s shape."""
         return self.reshape(other.shape)
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Dims ``start_dim`` .. ``end_dim`` merged into one."""
         if self.ndim == 0:
             return self.reshape(1)
         start = _dim(start_dim, self.ndim, "flatten", self.shape)
@@ -620,6 +668,7 @@ class Tensor:
         return self.reshape(*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
 
     def permute(self, *dims: Any) -> Tensor:
+        """The dims reordered;  gradient g with the inverse order."""
         dims = _shape_arg(dims)
         normal = tuple(_dim(d, self.ndim, "permute", self.shape) for d in dims)
         if sorted(normal) != list(range(self.ndim)):
@@ -631,6 +680,7 @@ class Tensor:
         return ops.Permute.apply(self, dims=normal)
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
+        """Two dims swapped."""
         d0 = _dim(dim0, self.ndim, "transpose", self.shape)
         d1 = _dim(dim1, self.ndim, "transpose", self.shape)
         order = list(range(self.ndim))
@@ -638,15 +688,18 @@ class Tensor:
         return self.permute(*order)
 
     def t(self) -> Tensor:
+        """The transpose of a tensor of at most 2 dims."""
         if self.ndim > 2:
             raise ValueError(f"t() expects a tensor with at most 2 dims, got shape {self.shape}")
         return self.T
 
     def unsqueeze(self, dim: int) -> Tensor:
+        """A size-1 dim inserted at ``dim``."""
         axis = _dim(dim, self.ndim + 1, "unsqueeze", self.shape)
         return self.reshape(*self.shape[:axis], 1, *self.shape[axis:])
 
     def squeeze(self, dim: int | None = None) -> Tensor:
+        """``dim`` removed if its size is 1, or every size-1 dim when ``dim`` is None."""
         if dim is None:
             return self.reshape(*(n for n in self.shape if n != 1))
         axis = _dim(dim, self.ndim, "squeeze", self.shape)
@@ -655,6 +708,7 @@ class Tensor:
         return self.reshape(*self.shape[:axis], *self.shape[axis + 1 :])
 
     def expand(self, *sizes: Any) -> Tensor:
+        """Size-1 dims stretched (and new leading dims added) without copying;  gradient summed back."""
         sizes = _shape_arg(sizes)
         if len(sizes) < self.ndim:
             raise ValueError(f"expand: {sizes} has fewer dims than the tensor's shape {self.shape}")
@@ -680,6 +734,7 @@ class Tensor:
         return self if autograd._grad_enabled or not self.requires_grad else self.detach()
 
     def expand_as(self, other: Tensor) -> Tensor:
+        """Expanded to ``other``'s shape."""
         return self.expand(*other.shape)
 
     def __getitem__(self, index: Any) -> Tensor:
@@ -698,6 +753,7 @@ class Tensor:
         return ops.Gather.apply(self, index, dim=axis)
 
     def split(self, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
+        """Pieces of ``split_size`` (the last may be smaller) or of the given sizes along ``dim``."""
         axis = _dim(dim, self.ndim, "split", self.shape)
         length = self.shape[axis]
         if isinstance(split_size_or_sections, int):
@@ -712,12 +768,14 @@ class Tensor:
         return ops.Split.apply(self, sizes=sizes, dim=axis)
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        """``chunks`` pieces (or fewer) of size ceil(n / chunks) along ``dim``, as PyTorch."""
         if chunks <= 0:
             raise ValueError(f"chunk: chunks must be positive, got {chunks}")
         axis = _dim(dim, self.ndim, "chunk", self.shape)
         return self.split(max(math.ceil(self.shape[axis] / chunks), 1), axis)
 
     def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+        """The slices along ``dim``, that dim removed."""
         axis = _dim(dim, self.ndim, "unbind", self.shape)
         return ops.Unbind.apply(self, dim=axis)
 
@@ -748,35 +806,45 @@ class Tensor:
         return other._data if isinstance(other, Tensor) else other
 
     def add_(self, other: Any, alpha: Number = 1) -> Tensor:
+        """In place: ``self += alpha * other`` (not recorded; bumps the version)."""
         other = self._value(other)
         return self._write("add_", self._data + (other if alpha == 1 else alpha * other))
 
     def sub_(self, other: Any, alpha: Number = 1) -> Tensor:
+        """In place: ``self -= alpha * other``."""
         return self.add_(other, alpha=-alpha)
 
     def mul_(self, other: Any) -> Tensor:
+        """In place: ``self *= other``."""
         return self._write("mul_", self._data * self._value(other))
 
     def div_(self, other: Any) -> Tensor:
+        """In place: ``self /= other``."""
         return self._write("div_", self._data / self._value(other))
 
     def zero_(self) -> Tensor:
+        """In place: fill with 0."""
         return self._write("zero_", 0)
 
     def fill_(self, value: Number) -> Tensor:
+        """In place: fill with ``value``."""
         return self._write("fill_", value)
 
     def copy_(self, source: Any) -> Tensor:
+        """In place: copy ``source``'s values (broadcast to this shape)."""
         return self._write("copy_", backend.to_device(self._value(source), self.device))
 
     def clamp_(self, min: Number | None = None, max: Number | None = None) -> Tensor:
+        """In place: clamp to [min, max]."""
         return self._write("clamp_", self._xp.clip(self._data, min, max))
 
     def uniform_(self, low: float = 0.0, high: float = 1.0) -> Tensor:
+        """In place: uniform samples in [low, high) from the seeded generator."""
         u = backend.random_uniform(self.shape, self.dtype, self.device)
         return self._write("uniform_", low + (high - low) * u)
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        """In place: normal samples with ``mean`` and ``std`` from the seeded generator."""
         return self._write("normal_", mean + std * backend.random_normal(self.shape, self.dtype, self.device))
 
     def __setitem__(self, index: Any, value: Any) -> None:
