@@ -466,3 +466,31 @@ def test_tbptt_matches_its_definition_for_random_lengths(
     expected = oracle(model, mean_squares, inputs, targets, k1, k2)
     got = run_driver(model, mean_squares, inputs, targets, k1, k2, semantics, vectorize=vectorize)
     assert_same_updates(got, expected)
+
+
+def test_a_given_initial_state_is_used_as_a_constant():
+    model = TinyRNN(seed=6)
+    inputs, targets = make_stream(model, steps=5)
+    h0 = tg.tensor(np.random.default_rng(2).standard_normal((2, 3)), requires_grad=True)
+    first = next(TBPTT(model, mean_squares, k1=5, k2=5).updates(inputs, targets, hidden=h0))
+    with tg.no_grad():
+        output, _ = model(inputs, h0.detach())
+    assert abs(first.loss - mean_squares(output, targets).item()) < 1e-14
+    assert h0.grad is None  # h_0 is a constant of every loss
+
+
+def test_trainer_carries_the_state_across_batches_of_one_stream():
+    class Nothing:
+        def step(self):
+            pass
+
+    model = TinyLSTM(seed=9)
+    inputs, targets = make_stream(model, steps=12)
+    whole = TBPTTTrainer(model, Nothing(), k1=3, k2=3, loss_fn=mean_squares)
+    whole.train_epoch([(inputs, targets)])
+    halves = TBPTTTrainer(model, Nothing(), k1=3, k2=3, loss_fn=mean_squares, carry_hidden=True)
+    halves.train_epoch([(inputs[:6], targets[:6]), (inputs[6:], targets[6:])])
+    assert np.allclose(halves.losses, whole.losses, rtol=1e-13, atol=0)
+    restarted = TBPTTTrainer(model, Nothing(), k1=3, k2=3, loss_fn=mean_squares)
+    restarted.train_epoch([(inputs[:6], targets[:6]), (inputs[6:], targets[6:])])
+    assert not np.allclose(restarted.losses[2:], whole.losses[2:])  # without carrying, h restarts at 0
