@@ -17,9 +17,9 @@ import pytest
 
 import tinygrad_rnn as tg
 import tinygrad_rnn.nn.functional as F
-from tinygrad_rnn import nn
+from tinygrad_rnn import nn, optim
 from tinygrad_rnn.autograd import Function
-from tinygrad_rnn.bptt import detach_hidden
+from tinygrad_rnn.bptt import TBPTT, detach_hidden
 
 FIGURES: dict = {}
 
@@ -90,7 +90,8 @@ def test_backward_frees_saved_arrays_of_a_long_chain_while_the_output_is_still_a
 
 
 def _lstm_training_run(iterations: int, checkpoints: tuple) -> dict:
-    """Train a small LSTM with truncated BPTT (detach between chunks), the loop people write for PyTorch.
+    """Train a small LSTM with truncated BPTT (detach between chunks), clipping and Adam: the loop people
+    write for PyTorch.
 
     Returns {iteration: (live nodes, traced bytes)} measured at the end of the given iterations.
     """
@@ -99,6 +100,7 @@ def _lstm_training_run(iterations: int, checkpoints: tuple) -> dict:
     lstm = nn.LSTM(features, hidden_size)
     head = nn.Linear(hidden_size, classes)
     parameters = [*lstm.parameters(), *head.parameters()]
+    optimizer = optim.Adam(parameters, lr=1e-2)
     stream = np.random.default_rng(0).standard_normal((seq_len * 16, batch, features)).astype(np.float32)
     labels = np.random.default_rng(1).integers(0, classes, (seq_len * 16, batch))
     hidden = None
@@ -108,13 +110,12 @@ def _lstm_training_run(iterations: int, checkpoints: tuple) -> dict:
         x = tg.tensor(stream[start : start + seq_len])
         y = tg.tensor(labels[start : start + seq_len])
         hidden = detach_hidden(hidden)
+        optimizer.zero_grad()
         out, hidden = lstm(x, hidden)
         loss = F.cross_entropy(head(out).reshape(-1, classes), y.reshape(-1))
         loss.backward()
-        with tg.no_grad():
-            for p in parameters:
-                p.sub_(p.grad, alpha=0.05)
-                p.grad = None
+        nn.utils.clip_grad_norm_(parameters, max_norm=1.0)
+        optimizer.step()
         if iteration in checkpoints:
             nodes = live_nodes()  # counted before any collection: freed by reference counting alone
             gc.collect()  # a full collection also empties CPython's free lists of tuples, floats, ...
@@ -135,3 +136,49 @@ def test_500_iterations_of_lstm_truncated_bptt_keep_nodes_and_memory_flat():
     FIGURES["LSTM TBPTT traced memory at iteration 50 / 500 (bytes)"] = (memory_50, memory_500)
     assert nodes_500 == nodes_50  # only the last iteration's graph (still referenced by `loss`) is alive
     assert memory_500 - memory_50 < 64 * 1024, f"memory grew from {memory_50} to {memory_500} bytes"
+
+
+class Tagger(nn.Module):
+    """An LSTM with a linear read-out, called as ``model(chunk, hidden) -> (logits, hidden)``."""
+
+    def __init__(self, features: int, hidden_size: int, classes: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(features, hidden_size)
+        self.head = nn.Linear(hidden_size, classes)
+
+    def forward(self, chunk: tg.Tensor, hidden=None):
+        out, hidden = self.lstm(chunk, hidden)
+        return self.head(out), hidden
+
+
+def test_the_tbptt_driver_keeps_nodes_and_memory_flat_over_a_long_stream():
+    tg.manual_seed(0)
+    steps, batch, features, classes = 200, 2, 3, 4
+    model = Tagger(features, 6, classes)
+    optimizer = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    def loss_fn(logits, targets):
+        return F.cross_entropy(logits.reshape(-1, classes), targets.reshape(-1))
+
+    inputs = tg.tensor(np.random.default_rng(0).standard_normal((steps, batch, features)).astype(np.float32))
+    targets = tg.tensor(np.random.default_rng(1).integers(0, classes, (steps, batch)))
+    driver = TBPTT(model, loss_fn, k1=2, k2=5, semantics="per_loss")
+    figures = {}
+    tracemalloc.start()
+    try:
+        with collector_off():
+            for update in driver.updates(inputs, targets):
+                nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+                optimizer.step()
+                if update.index + 1 in (10, 100):
+                    nodes = live_nodes()
+                    gc.collect()
+                    figures[update.index + 1] = (nodes, tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert update.index + 1 == 100 and np.isfinite(update.loss)
+    (nodes_10, memory_10), (nodes_100, memory_100) = figures[10], figures[100]
+    FIGURES["TBPTT driver (per_loss, k1=2, k2=5) live nodes at update 10 / 100"] = (nodes_10, nodes_100)
+    FIGURES["TBPTT driver traced memory at update 10 / 100 (bytes)"] = (memory_10, memory_100)
+    assert nodes_100 == nodes_10
+    assert memory_100 - memory_10 < 32 * 1024, f"memory grew from {memory_10} to {memory_100} bytes"
