@@ -176,3 +176,28 @@ def test_set_detect_anomaly_turns_the_mode_on_and_off():
     finally:
         tg.autograd.set_detect_anomaly(False)
     assert not tg.autograd.is_anomaly_enabled()
+
+
+def test_a_nan_inside_an_lstm_is_reported_at_the_users_call_not_inside_the_package():
+    lstm = tg.nn.LSTM(3, 4)
+    data = np.zeros((5, 2, 3), dtype=np.float32)
+    data[3, 1, 2] = np.nan  # a corrupt sample at step 3
+    with tg.autograd.detect_anomaly(), pytest.raises(RuntimeError) as info:
+        line = _line_here() + 1
+        lstm(tg.tensor(data))
+    message = str(info.value)
+    assert "produced NaN in its forward output" in message
+    assert f'{THIS_FILE}", line {line}' in message
+    assert "tinygrad_rnn" not in message.split("created at")[1]  # only the user's frames are shown
+
+
+def test_an_exploding_gradient_through_time_is_caught_in_backward():
+    # A linear recurrence h <- 1e30 h overflows float32 in the backward pass only when the gradient
+    # is pushed back through many steps: the forward values stay at 0.
+    w = tg.tensor([1e30], requires_grad=True)
+    h = tg.zeros(1)
+    with tg.autograd.detect_anomaly():
+        for _ in range(3):
+            h = h * w
+        with pytest.raises(RuntimeError, match=r"Mul produced Inf in its backward"):
+            (h + 1.0).sum().backward()
