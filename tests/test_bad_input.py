@@ -174,6 +174,12 @@ CASES = [
     Case("setitem-range", lambda: x34().__setitem__(5, 1.0), IndexError, r"index 5 is out of range"),
     Case("copy-shape", lambda: x34().copy_(tg.ones(2, 2)), ValueError, r"copy_:.*\(3, 4\)"),
     Case("fill-string", lambda: x34().fill_("a"), ValueError, r"fill_:"),
+    Case("add-in-place-shape", lambda: x34().add_(tg.ones(5)), ValueError, r"add_:.*\(5,\).*\(3, 4\)"),
+    Case("mul-in-place-shape", lambda: x34().mul_(tg.ones(2, 4)), ValueError, r"mul_:.*\(3, 4\)"),
+    Case("div-in-place-shape", lambda: x34().div_(tg.ones(5)), ValueError, r"div_:.*\(3, 4\)"),
+    Case("setitem-shape", lambda: x34().__setitem__(0, tg.ones(5)), ValueError, r"__setitem__:.*\(5,\)"),
+    Case("zeros-like-list", lambda: tg.zeros_like([1, 2]), TypeError, r"zeros_like: input must be a Tensor"),
+    Case("randn-like-array", lambda: tg.randn_like(np.ones(3)), TypeError, r"randn_like: input must be"),
     Case("leaf-in-place", lambda: leaf(3).add_(1.0), RuntimeError, r"add_: a leaf tensor that requires grad"),
     # ---- backward ------------------------------------------------------------------------------------
     Case("backward-vector", lambda: (leaf(3) * 2).backward(), RuntimeError, r"backward\(\).*scalar.*\(3,\)"),

@@ -116,13 +116,20 @@ def eye(n: int, dtype: Any = None, device: Any = None, requires_grad: bool = Fal
     return _factory(_on(dev, lambda: xp.eye(n, dtype=dtype)), requires_grad)
 
 
+def _require_tensor(name: str, t: Any) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name}: input must be a Tensor, got {type(t).__name__}")
+
+
 def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Zeros of ``t``'s shape, dtype and device unless given."""
+    _require_tensor("zeros_like", t)
     return zeros(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
 def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Ones of ``t``'s shape, dtype and device unless given."""
+    _require_tensor("ones_like", t)
     return ones(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
@@ -130,6 +137,7 @@ def full_like(
     t: Tensor, fill_value: Number, dtype: Any = None, device: Any = None, requires_grad: bool = False
 ) -> Tensor:
     """``fill_value`` in ``t``'s shape, dtype and device unless given."""
+    _require_tensor("full_like", t)
     return full(
         t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad
     )
@@ -137,6 +145,7 @@ def full_like(
 
 def randn_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Standard normal samples of ``t``'s shape, dtype and device unless given."""
+    _require_tensor("randn_like", t)
     return randn(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 
@@ -412,6 +421,7 @@ clip = clamp
 
 def rand_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """Uniform samples in [0, 1) of ``t``'s shape (and dtype and device unless given)."""
+    _require_tensor("rand_like", t)
     return rand(*t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
 
 

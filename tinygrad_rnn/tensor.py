@@ -805,10 +805,18 @@ class Tensor:
     def _value(self, other: Any) -> Any:
         return other._data if isinstance(other, Tensor) else other
 
+    def _combined(self, name: str, combine: Callable[[Any, Any], Any], other: Any) -> Any:
+        """``combine(data, other)`` for an in-place method, a broadcasting error reported under its name."""
+        try:
+            return combine(self._data, self._value(other))
+        except ValueError as error:
+            raise ValueError(f"{name}: {error} (tensor shape {self.shape})") from None
+
     def add_(self, other: Any, alpha: Number = 1) -> Tensor:
         """In place: ``self += alpha * other`` (not recorded; bumps the version)."""
-        other = self._value(other)
-        return self._write("add_", self._data + (other if alpha == 1 else alpha * other))
+        return self._write(
+            "add_", self._combined("add_", lambda a, b: a + (b if alpha == 1 else alpha * b), other)
+        )
 
     def sub_(self, other: Any, alpha: Number = 1) -> Tensor:
         """In place: ``self -= alpha * other``."""
@@ -816,11 +824,11 @@ class Tensor:
 
     def mul_(self, other: Any) -> Tensor:
         """In place: ``self *= other``."""
-        return self._write("mul_", self._data * self._value(other))
+        return self._write("mul_", self._combined("mul_", lambda a, b: a * b, other))
 
     def div_(self, other: Any) -> Tensor:
         """In place: ``self /= other``."""
-        return self._write("div_", self._data / self._value(other))
+        return self._write("div_", self._combined("div_", lambda a, b: a / b, other))
 
     def zero_(self) -> Tensor:
         """In place: fill with 0."""
@@ -849,9 +857,12 @@ class Tensor:
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self._inplace("__setitem__")
-        self._data[_index_arg(index, self)] = (
-            backend.to_device(self._value(value), self.device) if (isinstance(value, Tensor)) else value
-        )
+        try:
+            self._data[_index_arg(index, self)] = (
+                backend.to_device(self._value(value), self.device) if (isinstance(value, Tensor)) else value
+            )
+        except ValueError as error:
+            raise ValueError(f"__setitem__: {error} (tensor shape {self.shape})") from None
 
 
 autograd.Tensor = Tensor
