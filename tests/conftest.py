@@ -32,6 +32,14 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
+if os.environ.get("TINYGRAD_RNN_FAKE_CUDA"):
+    # Run every "cuda" case on the CuPy stand-in (two fake GPUs): a check of the device plumbing
+    # in CPU CI, not of a GPU. See tests/fake_cupy.py.
+    import fake_cupy
+
+    fake_cupy.install(pytest.MonkeyPatch(), device_count=2)
+
+
 def available_devices() -> list:
     """'cpu' always; 'cuda' as a case that skips with the reason when no GPU is usable."""
     reason = None
