@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
-from tinygrad_rnn import ops
+from tinygrad_rnn import nn, ops
 
 # Graphs per fuzz test: a multiple of the profile's example count, so "long" scales them all.
 EXAMPLES = settings.default.max_examples * 4
@@ -431,3 +431,69 @@ def test_a_movement_that_changes_nothing_inside_no_grad_carries_no_gradient(move
     assert not frozen.requires_grad
     (x * frozen).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), np.ones((2, 3)))
+
+
+# ---- random recurrent stacks ------------------------------------------------------------------------
+
+
+@st.composite
+def recurrent_stacks(draw: Callable) -> dict:
+    """A random recurrent layer configuration, input and (maybe) initial state."""
+    return {
+        "kind": draw(st.sampled_from(["RNN", "RNN_relu", "LSTM", "GRU"])),
+        "input_size": draw(st.integers(1, 3)),
+        "hidden_size": draw(st.integers(1, 3)),
+        "num_layers": draw(st.integers(1, 2)),
+        "bidirectional": draw(st.booleans()),
+        "batch_first": draw(st.booleans()),
+        "bias": draw(st.booleans()),
+        "seq_len": draw(st.integers(1, 4)),
+        "batch": draw(st.sampled_from([None, 1, 2])),  # None: an unbatched input
+        "initial_state": draw(st.booleans()),
+        "seed": draw(st.integers(0, 2**16)),
+    }
+
+
+@settings(max_examples=max(settings.default.max_examples // 2, 5))
+@given(recurrent_stacks())
+def test_random_recurrent_stacks_match_finite_differences_for_input_state_and_weights(config):
+    tg.manual_seed(config["seed"])
+    kind = config["kind"]
+    options = {
+        "num_layers": config["num_layers"],
+        "bidirectional": config["bidirectional"],
+        "batch_first": config["batch_first"],
+        "bias": config["bias"],
+    }
+    if kind == "RNN_relu":
+        model = nn.RNN(config["input_size"], config["hidden_size"], nonlinearity="relu", **options)
+    else:
+        model = getattr(nn, kind)(config["input_size"], config["hidden_size"], **options)
+    model = model.to(tg.float64)
+    rng = np.random.default_rng(config["seed"])
+    steps, batch = config["seq_len"], config["batch"]
+    if batch is None:
+        x_shape = (steps, config["input_size"])
+    elif config["batch_first"]:
+        x_shape = (batch, steps, config["input_size"])
+    else:
+        x_shape = (steps, batch, config["input_size"])
+    x = tg.tensor(rng.standard_normal(x_shape), requires_grad=True)
+    stacked = config["num_layers"] * (2 if config["bidirectional"] else 1)
+    state_shape = (
+        (stacked, config["hidden_size"]) if batch is None else (stacked, batch, config["hidden_size"])
+    )
+    states = []
+    if config["initial_state"]:
+        count = 2 if kind == "LSTM" else 1
+        states = [tg.tensor(rng.standard_normal(state_shape) * 0.5, requires_grad=True) for _ in range(count)]
+
+    def run(*_: tg.Tensor) -> tuple:
+        # The inputs are perturbed in place, so the closure sees them; weights included.
+        hidden = None if not states else (tuple(states) if kind == "LSTM" else states[0])
+        out, last = model(x, hidden)
+        return (out, *(last if isinstance(last, tuple) else (last,)))
+
+    GRAPHS_CHECKED[0] += 1
+    tg.gradcheck(run, [x, *states], eps=1e-6, atol=1e-6, rtol=1e-5)
+    tg.gradcheck_projection(run, list(model.parameters()), eps=1e-6, rtol=1e-5, atol=1e-7, trials=2)
