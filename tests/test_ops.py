@@ -296,7 +296,6 @@ def test_matmul_with_a_constant_operand_on_the_right_and_left():
     np.testing.assert_array_equal(w.grad.numpy(), data.sum(axis=0)[:, None] * np.ones((3, 2)))
 
 
-
 @given(data=st.data())
 def test_add_matmul_equals_matmul_plus_and_has_its_gradients(data):
     shape_a, shape_b = data.draw(matmul_shapes())
@@ -391,6 +390,7 @@ def test_reductions_of_a_0d_tensor_accept_dim_0_as_pytorch():
     assert x.sum(0).item() == 2.0 and x.mean(-1).item() == 2.0
     values_, index = x.max(0)
     assert values_.item() == 2.0 and index.item() == 0
+    assert x.argmax(0).item() == 0 and x.argmin(-1).item() == 0
     tg.gradcheck(lambda t: t.sum(0) + t.logsumexp(0), [x])
 
 

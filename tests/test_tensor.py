@@ -304,8 +304,11 @@ def test_matmul_inner_size_mismatch_names_the_shapes():
         tg.ones(2, 3) @ tg.ones(4, 5)
     with pytest.raises(ValueError, match=r"matmul: inner sizes differ: shapes \(3,\) and \(2,\)"):
         tg.matmul(tg.ones(3), tg.ones(2))
-    with pytest.raises(ValueError, match=r"MatMul: .*\(2, 2, 3\), \(5, 3, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"matmul: batch dims \(2,\) and \(5,\) do not broadcast .*\(2, 2, 3\)"
+    ):
         tg.ones(2, 2, 3) @ tg.ones(5, 3, 5)
+    assert (tg.ones(2, 1, 2, 3) @ tg.ones(4, 3, 5)).shape == (2, 4, 2, 5)
     with pytest.raises(ValueError, match="at least 1 dim"):
         tg.ones(()) @ tg.ones(3)
 

@@ -602,6 +602,8 @@ class Tensor:
         if dim is None:
             return Tensor._make(self._xp.asarray(self._data.argmax()), False, None, 0)
         axis = _dim(dim, self.ndim, "argmax", self.shape)
+        if self.ndim == 0:
+            return Tensor._make(self._xp.zeros((), dtype=backend.int64), False, None, 0)
         out = self._data.argmax(axis=axis)
         if keepdim:
             out = self._xp.expand_dims(out, axis)
@@ -807,6 +809,11 @@ class Tensor:
 
     def _combined(self, name: str, combine: Callable[[Any, Any], Any], other: Any) -> Any:
         """``combine(data, other)`` for an in-place method, a broadcasting error reported under its name."""
+        if isinstance(other, Tensor) and other.ndim and other.device != self.device:
+            raise RuntimeError(
+                f"{name}: expected a tensor on {self.device}, got one on {other.device}; "
+                "move it with .to(device) first"
+            )
         try:
             return combine(self._data, self._value(other))
         except ValueError as error:
@@ -916,6 +923,11 @@ def _check_matmul(a: tuple, b: tuple) -> None:
             f"matmul: inner sizes differ: shapes {a} and {b} (the last dim of the first, {a[-1]}, must "
             f"equal the {'only' if len(b) == 1 else 'second-to-last'} dim of the second, {inner_b})"
         )
+    for n, m in zip(reversed(a[:-2]), reversed(b[:-2])):
+        if n != m and n != 1 and m != 1:
+            raise ValueError(
+                f"matmul: batch dims {a[:-2]} and {b[:-2]} do not broadcast (shapes {a} and {b})"
+            )
 
 
 def _index_arg(index: Any, t: Tensor) -> Any:
