@@ -326,3 +326,11 @@ def test_memory_allocated_and_reserved_follow_the_pool(fake):
     assert tg.cuda.memory_allocated() == before and tg.cuda.memory_reserved() == reserved
     tg.cuda.empty_cache()
     assert tg.cuda.memory_reserved() == before
+
+
+def test_tg_device_is_a_class_spelled_as_torch_device():
+    assert tg.device("cuda:1") == tg.device("cuda", 1) == tg.device(1) == "cuda:1"
+    assert tg.device(tg.device("cpu")) == "cpu"
+    assert isinstance(tg.zeros(1).device, tg.device)
+    with pytest.raises(ValueError, match="non-negative"):
+        tg.device(-1)

@@ -20,7 +20,7 @@ from .backend import (
     set_default_device,
     set_default_dtype,
 )
-from .backend import device as device
+from .backend import Device as device
 from .functions import (
     abs,
     add,

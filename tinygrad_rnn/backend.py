@@ -56,16 +56,23 @@ def cuda_is_available() -> bool:
 
 
 class Device:
-    """A place where arrays live: ``Device("cpu")``, ``Device("cuda")``, ``Device("cuda:1")``.
+    """A place where arrays live: ``Device("cpu")``, ``Device("cuda")``, ``Device("cuda:1")``,
+    ``Device("cuda", 1)`` or ``Device(1)``; public as ``tg.device``, like ``torch.device``.
 
     Compares equal to its string spelling, so ``tensor.device == "cpu"`` works as in PyTorch.
     """
 
     __slots__ = ("index", "type")
 
-    def __init__(self, spec: str | Device = "cpu", index: int | None = None) -> None:
+    def __init__(self, spec: str | int | Device = "cpu", index: int | None = None) -> None:
         if isinstance(spec, Device):
             self.type, self.index = spec.type, spec.index
+            return
+        if isinstance(spec, int) and not isinstance(spec, bool):
+            # As torch.device(1): a bare index names a GPU.
+            if spec < 0:
+                raise ValueError(f"device index must be non-negative, got {spec}")
+            self.type, self.index = "cuda", spec
             return
         if not isinstance(spec, str):
             raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', got {type(spec).__name__}")
