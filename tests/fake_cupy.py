@@ -23,10 +23,9 @@ compilation. ``benchmarks/gpu_check.sh`` is the check on a real GPU.
 from __future__ import annotations
 
 import copy as copy_module
-import re
 import types
 import weakref
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -341,92 +340,13 @@ class _Random(types.SimpleNamespace):
         )
 
 
-class _ElementwiseKernel:
-    """``cupy.ElementwiseKernel`` evaluated on the host: the C body is read as NumPy expressions.
-
-    Supported C: statements ``T name = expression;`` and ``name = expression;`` whose expressions use
-    + - * /, parentheses, numbers, ``exp``, ``tanh``, ``log``, ``sqrt`` and the parameters. Anything
-    else (branches, loops, casts, ``?:``) raises, so kernels stay inside what this check can read.
-    """
-
-    _DECLARATION = re.compile(r"^(?:const\s+)?(?:T|float|double)\s+([A-Za-z]\w*)\s*=\s*(.+)$", re.S)
-    _ASSIGNMENT = re.compile(r"^([A-Za-z]\w*)\s*=\s*(.+)$", re.S)
-    _EXPRESSION = re.compile(r"^[\w\s.+\-*/()]+$")
-    _MATH: ClassVar[dict] = {"exp": np.exp, "tanh": np.tanh, "log": np.log, "sqrt": np.sqrt}
-
-    def __init__(self, fake: FakeCupy, in_params: str, out_params: str, operation: str, name: str) -> None:
-        self.fake, self.name = fake, name
-        self.inputs = self._parameters(in_params)
-        self.outputs = self._parameters(out_params)
-        reserved = {"i", "n"} & set(self.inputs + self.outputs)
-        if reserved or any(p.startswith("_") for p in self.inputs + self.outputs):
-            raise ValueError(f"fake cupy: kernel {name}: parameter names {reserved} are reserved by CuPy")
-        self.statements = []
-        for statement in operation.split(";"):
-            statement = statement.strip()
-            if not statement:
-                continue
-            match = self._DECLARATION.match(statement) or self._ASSIGNMENT.match(statement)
-            if match is None or not self._EXPRESSION.match(match.group(2)):
-                raise NotImplementedError(
-                    f"fake cupy: kernel {name}: cannot read the statement {statement!r}"
-                )
-            self.statements.append((match.group(1), compile(match.group(2), name, "eval")))
-        self.calls = 0
-
-    @staticmethod
-    def _parameters(spec: str) -> list[str]:
-        names = []
-        for parameter in spec.split(","):
-            words = parameter.split()
-            if len(words) != 2 or words[0] != "T":
-                raise ValueError(f"fake cupy: parameters must be spelled 'T name', got {parameter!r}")
-            names.append(words[1])
-        return names
-
-    def __call__(self, *arrays: Any) -> Any:
-        if len(arrays) not in (len(self.inputs), len(self.inputs) + len(self.outputs)):
-            raise TypeError(
-                f"fake cupy: kernel {self.name} takes {len(self.inputs)} inputs, optionally followed by "
-                f"all {len(self.outputs)} outputs; got {len(arrays)} arrays"
-            )
-        devices: set = set()
-        hosts = _unwrap(list(arrays), devices, f"kernel {self.name}")
-        if not all(isinstance(a, FakeArray) for a in arrays):
-            raise TypeError(f"fake cupy: kernel {self.name}: every argument must be a device array")
-        device = _single_device(devices, self.fake.current, f"kernel {self.name}")
-        dtypes = {h.dtype for h in hosts}
-        if len(dtypes) != 1:
-            raise TypeError(f"fake cupy: kernel {self.name}: type T bound to several dtypes {dtypes}")
-        inputs = hosts[: len(self.inputs)]
-        shape = np.broadcast_shapes(*(h.shape for h in inputs))
-        environment: dict[str, Any] = dict(self._MATH)
-        environment.update(zip(self.inputs, np.broadcast_arrays(*inputs)))
-        with np.errstate(all="ignore"):
-            for target, expression in self.statements:
-                value = eval(expression, {"__builtins__": {}}, environment)
-                environment[target] = np.asarray(value, dtype=inputs[0].dtype)
-        self.calls += 1
-        if len(arrays) == len(self.inputs):
-            results = tuple(
-                FakeArray(np.array(np.broadcast_to(environment[o], shape)), device) for o in self.outputs
-            )
-        else:
-            results = arrays[len(self.inputs) :]
-            if any(out.shape != shape for out in results):
-                raise ValueError(f"fake cupy: kernel {self.name}: Out shape is mismatched")
-            for name, out in zip(self.outputs, results):
-                out._host[...] = environment[name]
-        return results[0] if len(results) == 1 else results
-
-
 class FakeCupy:
     """The ``cupy`` module as seen by the backend; ``device_count=0`` models CuPy without a GPU."""
 
     def __init__(self, device_count: int = 1) -> None:
         self.device_count = device_count
         self._stack = [0]
-        self.kernels: list[_ElementwiseKernel] = []
+        self.kernels: list = []
         fake = self
         self.ndarray = FakeArray
 
@@ -516,7 +436,9 @@ class FakeCupy:
         return np.asarray(array)
 
     def ElementwiseKernel(self, in_params: str, out_params: str, operation: str, name: str) -> Any:
-        kernel = _ElementwiseKernel(self, in_params, out_params, operation, name)
+        from fake_cupy_kernel import ElementwiseKernel
+
+        kernel = ElementwiseKernel(self, in_params, out_params, operation, name)
         self.kernels.append(kernel)
         return kernel
 

@@ -7,7 +7,7 @@ backward are each one ``cupy.ElementwiseKernel`` on a GPU. On NumPy the same ``F
 the same formulas with ``xp`` operations, so there is one op, two array modules, as everywhere else.
 
 The kernel bodies are C, restricted to declarations and assignments of arithmetic, ``exp`` and
-``tanh``, so that the tests can evaluate the very same text on the CPU (see ``tests/fake_cupy.py``).
+``tanh``, so that the tests can evaluate the very same text on the CPU (``tests/fake_cupy_kernel.py``).
 σ(a) is written 1 / (1 + exp(-a)): on a GPU exp overflows to inf for large -a and σ correctly
 becomes 0, without the NumPy overflow warning that makes the CPU path use the two-sided form.
 """
