@@ -32,14 +32,14 @@ import numpy as np
 # Functions of the ``cupy`` namespace this double offers (all exist in CuPy with NumPy's meaning).
 FUNCTIONS = frozenset(
     """abs absolute add all allclose amax amin any arange argmax argmin argsort array_equal array_split
-    ascontiguousarray broadcast_arrays broadcast_to ceil clip concatenate copyto cos count_nonzero
-    cumprod cumsum diag diagonal divide dot einsum empty empty_like equal exp expand_dims expm1 eye
-    flip floor full full_like greater greater_equal isclose isfinite isinf isnan less less_equal
-    linspace log log1p logaddexp logical_and logical_not logical_or matmul max maximum mean min
-    minimum moveaxis multiply negative nonzero not_equal ones ones_like outer power prod ravel
-    reciprocal repeat reshape round sign sin sort split sqrt square squeeze stack std subtract sum
-    swapaxes take take_along_axis tanh tensordot tile transpose tril triu true_divide var where
-    zeros zeros_like""".split()  # noqa: SIM905
+    ascontiguousarray broadcast_arrays broadcast_to ceil clip concatenate copyto cos
+    count_nonzero cumprod cumsum diag diagonal divide dot einsum empty empty_like equal exp
+    expand_dims expm1 eye flip floor full full_like greater greater_equal isclose isfinite isinf
+    isnan less less_equal linspace log log1p logaddexp logical_and logical_not logical_or matmul
+    max maximum may_share_memory mean min minimum moveaxis multiply negative nonzero not_equal
+    ones ones_like outer power prod ravel reciprocal repeat reshape round sign sin sort split
+    sqrt square squeeze stack std subtract sum swapaxes take take_along_axis tanh tensordot tile
+    transpose tril triu true_divide var where zeros zeros_like""".split()  # noqa: SIM905
 )
 # Constants and dtype helpers, passed through unchanged.
 CONSTANTS = frozenset(
@@ -178,6 +178,16 @@ class FakeArray:
     strides = property(lambda self: self._host.strides)
     T = property(lambda self: FakeArray(self._host.T, self._device))
     device = property(lambda self: _DeviceRef(self._device))
+
+    @property
+    def base(self) -> FakeArray | None:
+        """The array this one is a view of (``None`` when it owns its memory), as ``cupy.ndarray.base``."""
+        base = self._host.base
+        if base is None:
+            return None
+        view = object.__new__(FakeArray)  # not a new allocation: keep it out of the memory pool's count
+        view._host, view._device = (base if isinstance(base, np.ndarray) else self._host), self._device
+        return view
 
     def get(self) -> np.ndarray:
         """A host copy, as ``cupy.ndarray.get``."""
