@@ -144,6 +144,11 @@ class Optimizer:
                             f"{type(self).__name__}: a gradient of shape {grad.shape} does not match its "
                             f"parameter of shape {p.shape}"
                         )
+                    if p.grad.device != p.device:
+                        raise RuntimeError(
+                            f"{type(self).__name__}: a gradient on {p.grad.device} for a parameter on "
+                            f"{p.device}; move the gradient with .to(device)"
+                        )
                     if group.get("maximize"):
                         grad = -grad
                     # CuPy allocates on the current GPU: make the parameter's GPU current for its update.
