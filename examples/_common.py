@@ -22,6 +22,14 @@ def base_parser(description: str, default_out: str) -> argparse.ArgumentParser:
     return parser
 
 
+def require_device(device: str) -> None:
+    """Exit with the backend's explanation (what is missing, how to install it) if ``device`` is unusable."""
+    try:
+        tg.backend.xp_for(tg.backend.device(device))
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise SystemExit(f"--device {device}: {error}") from None
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain-text table with a header rule, columns padded to their widest cell."""
     cells = [[str(h) for h in headers]] + [

@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _common.base_parser(__doc__.split("\n\n")[0], "autodiff_is_bptt")
     parser.add_argument("--steps", type=int, default=100, help="sequence length T")
     args = parser.parse_args(argv)
+    _common.require_device(args.device)
     os.makedirs(args.out, exist_ok=True)
     sizes = (
         {"I": 3, "H": 8, "O": 2, "B": 2, "T": 12}

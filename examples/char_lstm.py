@@ -136,6 +136,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        tg.backend.xp_for(tg.backend.device(args.device))
+    except (RuntimeError, ValueError, TypeError) as error:
+        print(f"--device {args.device}: {error}", file=sys.stderr)
+        return 2
     os.makedirs(args.out, exist_ok=True)
     checkpoint_path = os.path.join(args.out, "checkpoint.npz")
     tg.manual_seed(args.seed)

@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.ledger_steps, args.hidden_size = 12, 6, 8
+    _common.require_device(args.device)
     os.makedirs(args.out, exist_ok=True)
     tg.manual_seed(args.seed)
     input_size, batch = 4, 8

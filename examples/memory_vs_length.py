@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.lengths, args.k, args.hidden_size, args.batch_size, args.repeats = "16,36", 4, 8, 2, 1
+    _common.require_device(args.device)
     os.makedirs(args.out, exist_ok=True)
     lengths = [int(n) for n in args.lengths.split(",")]
     methods = {

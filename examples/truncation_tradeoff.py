@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         args.adding_steps, args.min_lag, args.max_lag = 30, 8, 20
         args.copy_symbols, args.copy_delay = 2, 6
         args.truncations = "full,10,4"
+    _common.require_device(args.device)
     os.makedirs(args.out, exist_ok=True)
     settings = [None if k == "full" else int(k) for k in args.truncations.split(",")]
     tasks = {"adding": AddingTask, "copy": CopyTask}

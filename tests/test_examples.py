@@ -153,3 +153,23 @@ def test_char_lstm_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     saved = tg.load(tmp_path / "checkpoint.npz")
     assert saved["meta"]["step"] == int(match.group(1))
     assert "Traceback" not in output
+
+
+def test_examples_on_cuda_run_there_or_say_what_is_missing(tmp_path):
+    command = [
+        sys.executable,
+        str(EXAMPLES / "gradient_flow.py"),
+        "--quick",
+        "--device",
+        "cuda",
+        "--out",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    if tg.cuda.is_available():
+        assert result.returncode == 0, result.stderr
+        assert "contribution ledger" in result.stdout
+    else:
+        assert result.returncode != 0
+        assert "--device cuda" in result.stderr and "Traceback" not in result.stderr
+        assert "CuPy" in result.stderr or "GPU" in result.stderr
