@@ -356,3 +356,52 @@ def test_movement_errors_name_the_shapes():
         tg.ones(2, 3).expand(4, 3)
     with pytest.raises(ValueError, match="permute: dims"):
         tg.ones(2, 3).permute(0, 0)
+
+
+# ---- views share the in-place version counter ---------------------------------------------------------
+
+VIEWS = {
+    "slice": lambda t: t[0:1],
+    "int index": lambda t: t[1],
+    "reshape": lambda t: t.reshape(4),
+    "view": lambda t: t.view(-1, 1),
+    "transpose": lambda t: t.transpose(0, 1),
+    "T": lambda t: t.T,
+    "split": lambda t: t.split(1)[1],
+    "unbind": lambda t: t.unbind(1)[0],
+}
+
+
+@pytest.mark.parametrize("name", sorted(VIEWS))
+def test_in_place_change_through_a_view_is_caught_in_backward(name):
+    x = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    loss = (x * x).sum()  # Mul saved x
+    view = VIEWS[name](x.detach())
+    with tg.no_grad():
+        view.mul_(10)
+    with pytest.raises(RuntimeError, match="Mul saved for backward was modified in place"):
+        loss.backward()
+
+
+def test_an_expanded_view_refuses_in_place_writes():
+    with pytest.raises(ValueError, match=r"zero_: .*read-only \(tensor shape \(3, 2\)\)"):
+        tg.ones(1, 2).expand(3, 2).zero_()
+
+
+def test_in_place_change_of_the_base_is_caught_by_a_node_that_saved_a_view():
+    x = tg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    h = x * 1.0
+    loss = (h[1:] * h[1:]).sum()  # Mul saved views of h
+    with tg.no_grad():
+        h.detach().add_(1.0)
+    with pytest.raises(RuntimeError, match="modified in place"):
+        loss.backward()
+
+
+def test_advanced_indexing_makes_a_copy_with_its_own_counter():
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    loss = (x * x).sum()
+    copy = x.detach()[[0, 1]]
+    copy.mul_(10)
+    loss.backward()
+    assert x.grad.tolist() == [2.0, 4.0]

@@ -652,7 +652,7 @@ class Tensor:
         new = _infer_shape(shape, self.numel(), self.shape, "reshape")
         if new == self.shape:
             return self._unchanged()
-        return ops.Reshape.apply(self, shape=new)
+        return self._alias(ops.Reshape.apply(self, shape=new))
 
     view = reshape
 
@@ -679,7 +679,7 @@ class Tensor:
             )
         if normal == tuple(range(self.ndim)):
             return self._unchanged()
-        return ops.Permute.apply(self, dims=normal)
+        return self._alias(ops.Permute.apply(self, dims=normal))
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
         """Two dims swapped."""
@@ -728,19 +728,30 @@ class Tensor:
         target = tuple(target)
         if target == self.shape:
             return self._unchanged()
-        return ops.Expand.apply(self, shape=target)
+        return self._alias(ops.Expand.apply(self, shape=target))
 
     def _unchanged(self) -> Tensor:
         """``self`` for a movement that changes nothing; inside ``no_grad`` a detached alias instead, so
         that a value computed there never carries a gradient back (in PyTorch it is a new view)."""
         return self if autograd._grad_enabled or not self.requires_grad else self.detach()
 
+    def _alias(self, out: Tensor) -> Tensor:
+        """Give ``out`` this tensor's in-place version counter when its data is a view of this storage.
+
+        Views share one counter, as in PyTorch: an in-place change through a slice, a reshape or a
+        transpose then reaches every node that saved another view of the storage, which raises in
+        backward instead of returning a silently wrong gradient.
+        """
+        if self._xp.may_share_memory(out._data, self._data):
+            out._version = autograd._version_box(self)
+        return out
+
     def expand_as(self, other: Tensor) -> Tensor:
         """Expanded to ``other``'s shape."""
         return self.expand(*other.shape)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return ops.GetItem.apply(self, index=_index_arg(index, self))
+        return self._alias(ops.GetItem.apply(self, index=_index_arg(index, self)))
 
     def gather(self, dim: int, index: Tensor) -> Tensor:
         """``out[i][j] = self[i][index[i][j]]`` along ``dim`` (as ``torch.gather``)."""
@@ -767,7 +778,7 @@ class Tensor:
             sizes = list(split_size_or_sections)
             if sum(sizes) != length or any(s < 0 for s in sizes):
                 raise ValueError(f"split: sections {sizes} do not add up to the size {length} of dim {dim}")
-        return ops.Split.apply(self, sizes=sizes, dim=axis)
+        return tuple(self._alias(piece) for piece in ops.Split.apply(self, sizes=sizes, dim=axis))
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
         """``chunks`` pieces (or fewer) of size ceil(n / chunks) along ``dim``, as PyTorch."""
@@ -779,7 +790,7 @@ class Tensor:
     def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
         """The slices along ``dim``, that dim removed."""
         axis = _dim(dim, self.ndim, "unbind", self.shape)
-        return ops.Unbind.apply(self, dim=axis)
+        return tuple(self._alias(piece) for piece in ops.Unbind.apply(self, dim=axis))
 
     # ---- in-place updates (not recorded; they bump the version counter) ---------------------------------
 
