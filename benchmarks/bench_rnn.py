@@ -22,11 +22,16 @@ to ``numpy-hoisted``.
 
     python benchmarks/bench_rnn.py [--models rnn,lstm,gru] [--sizes small,medium,large,long]
                                    [--repeat 5] [--device cpu] [--quick]
+
+On a machine whose cores are shared with other work, OpenBLAS's spinning threads can slow every
+variant by 10x at random; ``OPENBLAS_NUM_THREADS=1`` gives stable, single-core ratios. The thread
+setting is printed in the table's header.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -298,9 +303,10 @@ def main() -> None:
     sizes = QUICK_SIZES if args.quick else {name: SIZES[name] for name in args.sizes.split(",")}
     repeat = 1 if args.quick else args.repeat
     synchronize = tg.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     print(
         f"one gradient of layer + linear read-out + summed MSE, float32, device {args.device}, "
-        f"median of {repeat}, ratio to numpy-hoisted"
+        f"BLAS threads {threads}, median of {repeat}, ratio to numpy-hoisted"
     )
     print(f"{'model':6} {'size':7} {'(I, H, O, B, T)':24} {'variant':15} {'ms':>10} {'ratio':>7}")
     for kind in args.models.split(","):
