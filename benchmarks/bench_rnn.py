@@ -24,8 +24,9 @@ to ``numpy-hoisted``.
                                    [--repeat 5] [--device cpu] [--quick]
 
 On a machine whose cores are shared with other work, OpenBLAS's spinning threads can slow every
-variant by 10x at random; ``OPENBLAS_NUM_THREADS=1`` gives stable, single-core ratios. The thread
-setting is printed in the table's header.
+variant by 10x at random, and other processes preempt the timed calls: ``OPENBLAS_NUM_THREADS=1``
+with ``--clock cpu`` (this process's CPU time, which preemption does not inflate) gives stable,
+single-core ratios. The thread setting and the clock are printed in the table's header.
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ def check_gradients(kind: str, size_name: str, variants: dict, expected: dict, t
                 )
 
 
-def time_variants(variants: dict, repeat: int, wait: float, synchronize: Callable) -> dict:
+def time_variants(variants: dict, repeat: int, wait: float, synchronize: Callable, clock: Callable) -> dict:
     labels = list(variants)
     times: dict[str, list[float]] = {label: [] for label in labels}
     for label in labels:  # warm-up
@@ -283,10 +284,10 @@ def time_variants(variants: dict, repeat: int, wait: float, synchronize: Callabl
             busy_wait(wait)
             run()
             synchronize()
-            start = time.perf_counter()
+            start = clock()
             run()
             synchronize()
-            times[label].append(time.perf_counter() - start)
+            times[label].append(clock() - start)
     return {label: statistics.median(values) for label, values in times.items()}
 
 
@@ -298,6 +299,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--wait", type=float, default=0.02, help="busy-wait before each timed call (s)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 1 round: a smoke run")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time, or this process's CPU time (steady on a shared machine with one BLAS thread)",
+    )
     args = parser.parse_args()
 
     sizes = QUICK_SIZES if args.quick else {name: SIZES[name] for name in args.sizes.split(",")}
@@ -306,7 +313,7 @@ def main() -> None:
     threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     print(
         f"one gradient of layer + linear read-out + summed MSE, float32, device {args.device}, "
-        f"BLAS threads {threads}, median of {repeat}, ratio to numpy-hoisted"
+        f"BLAS threads {threads}, {args.clock} clock, median of {repeat}, ratio to numpy-hoisted"
     )
     print(f"{'model':6} {'size':7} {'(I, H, O, B, T)':24} {'variant':15} {'ms':>10} {'ratio':>7}")
     for kind in args.models.split(","):
@@ -314,7 +321,8 @@ def main() -> None:
             variants, expected = variants_for(kind, size, args.device)
             # float32 sums over T·B terms in different orders: agreement to ~1e-4 relative is exact maths.
             check_gradients(kind, size_name, variants, expected, tolerance=2e-3)
-            medians = time_variants(variants, repeat, args.wait, synchronize)
+            clock = time.perf_counter if args.clock == "wall" else time.process_time
+            medians = time_variants(variants, repeat, args.wait, synchronize, clock)
             base = medians["numpy-hoisted"]
             for label, seconds in medians.items():
                 ratio = seconds / base
