@@ -238,3 +238,20 @@ def test_an_exploding_rnn_with_spectral_radius_3_trained_with_clipping_keeps_fin
         for p in parameters:
             assert np.isfinite(p.numpy()).all()
     assert max(norms) > 1e6  # the gradient really explodes: clipping was doing the work
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_recurrent_layers_with_saturated_gates_stay_finite_in_forward_and_backward(kind):
+    # Pre-activations of ±1e4 saturate every sigmoid and tanh: outputs and gradients must stay finite.
+    tg.manual_seed(0)
+    layer = getattr(nn, kind)(3, 4)
+    with tg.no_grad():
+        for p in layer.parameters():
+            p.mul_(1e4)
+    x = tg.tensor(np.random.default_rng(0).standard_normal((6, 2, 3)).astype(np.float32), requires_grad=True)
+    out, _ = layer(x)
+    assert np.isfinite(out.numpy()).all() and np.abs(out.numpy()).max() <= 1.0
+    out.sum().backward()
+    assert np.isfinite(x.grad.numpy()).all()
+    for p in layer.parameters():
+        assert np.isfinite(p.grad.numpy()).all()
