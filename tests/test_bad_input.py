@@ -15,7 +15,7 @@ from fake_cupy import install
 
 import tinygrad_rnn as tg
 import tinygrad_rnn.nn.functional as F
-from tinygrad_rnn import bptt, data, gradflow, nn, optim
+from tinygrad_rnn import bptt, checkpoint, data, gradflow, nn, optim
 
 NAN = float("nan")
 PACKAGE_DIR = os.path.dirname(os.path.abspath(tg.__file__))
@@ -524,6 +524,56 @@ CASES = [
         ValueError,
         r"TBPTT: semantics",
     ),
+    Case(
+        "tbptt-steps-mismatch",
+        lambda: next(
+            bptt.TBPTT(nn.RNN(2, 3), F.mse_loss, 2, 2).updates(tg.zeros(5, 1, 2), tg.zeros(4, 1, 3))
+        ),
+        ValueError,
+        r"TBPTT: inputs have 5 steps on axis 0 but targets 4",
+    ),
+    Case(
+        "tbptt-no-time-axis",
+        lambda: next(bptt.TBPTT(nn.RNN(2, 3), F.mse_loss, 2, 2).updates(tg.zeros(()), tg.zeros(()))),
+        ValueError,
+        r"TBPTT: inputs \(\) and targets \(\) need a time axis",
+    ),
+    Case(
+        "state-gradients-input-size",
+        lambda: gradflow.state_gradients(nn.RNN(2, 3), F.mse_loss, tg.zeros(5, 1, 7), tg.zeros(5, 1, 3)),
+        ValueError,
+        r"RNN: input\.size\(-1\) must be equal to input_size: expected 2, got 7",
+    ),
+    Case(
+        "jacobian-products-input-size",
+        lambda: gradflow.jacobian_products(nn.RNN(2, 3), tg.zeros(5, 1, 7)),
+        ValueError,
+        r"RNN: input\.size\(-1\)",
+    ),
+    Case(
+        "ledger-target-steps",
+        lambda: gradflow.contribution_ledger(nn.RNN(2, 3), F.mse_loss, tg.zeros(5, 1, 2), tg.zeros(4, 1, 3)),
+        ValueError,
+        r"mse_loss: input shape \(5, 1, 3\) and target shape \(4, 1, 3\)",
+    ),
+    Case(
+        "checkpoint-segment-zero",
+        lambda: checkpoint.checkpoint_sequence(
+            lambda x, h: (x, h), tg.zeros(4, 2), tg.zeros(2), segment_size=0
+        ),
+        ValueError,
+        r"checkpoint_sequence: segment_size must be a positive int, got 0",
+    ),
+    Case(
+        "checkpoint-no-inputs",
+        lambda: checkpoint.checkpoint_sequence(lambda x, h: (x, h), [], tg.zeros(2)),
+        TypeError,
+        r"checkpoint_sequence: inputs must be",
+    ),
+    Case(
+        "effective-memory-empty", lambda: gradflow.effective_memory([], 0.01), ValueError, r"no norms given"
+    ),
+    Case("copy-task-delay", lambda: data.copy_task(2, 5, delay=-1), ValueError, r"copy_task:.*delay.*-1"),
     Case("detach-hidden-list-of-str", lambda: bptt.detach_hidden(["h"]), TypeError, r"detach_hidden"),
     Case(
         "adding-problem-batch", lambda: data.adding_problem(-1, 5), ValueError, r"adding_problem.*batch_size"
