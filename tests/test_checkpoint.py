@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn
-from tinygrad_rnn.checkpoint import Checkpoint, checkpoint, checkpoint_sequence
+from tinygrad_rnn.checkpoint import Checkpoint, checkpoint, checkpoint_segments, checkpoint_sequence
 
 
 def _leaf(shape, seed=0, requires_grad=True):
@@ -235,6 +235,44 @@ def test_checkpoint_sequence_keeps_one_state_per_segment():
     assert len(segments) == 4
 
 
+@pytest.mark.parametrize("kind", ["rnn", "lstm"])
+@pytest.mark.parametrize("steps", [1, 6, 11])
+def test_checkpoint_segments_of_a_recurrent_layer_match_the_plain_layer(kind, steps):
+    batch, input_size, hidden, output_size = 2, 3, 4, 2
+    layer = {"rnn": nn.RNN, "lstm": nn.LSTM}[kind](input_size, hidden).double()
+    readout = nn.Linear(hidden, output_size).double()
+    x = _leaf((steps, batch, input_size), 1)
+    targets = _leaf((steps, batch, output_size), 2, requires_grad=False)
+    h0 = _leaf((1, batch, hidden), 3)
+    state = (h0, _leaf((1, batch, hidden), 4)) if kind == "lstm" else h0
+    leaves = [x, h0, *layer.parameters(), *readout.parameters()]
+
+    def segment(x_k, target_k, state):
+        output, new_state = layer(x_k, state)
+        error = readout(output) - target_k
+        return (error * error).sum(), new_state
+
+    plain_loss, plain_state = segment(x, targets, state)
+    plain_loss.backward()
+    expected = _grads(leaves)
+    losses, final = checkpoint_segments(segment, (x, targets), state)
+    assert losses.shape == (len(range(0, steps, int(np.ceil(np.sqrt(steps))))),)
+    final_h = final[0] if kind == "lstm" else final
+    plain_h = plain_state[0] if kind == "lstm" else plain_state
+    np.testing.assert_allclose(final_h.numpy(), plain_h.numpy(), rtol=1e-13)
+    np.testing.assert_allclose(losses.sum().item(), plain_loss.item(), rtol=1e-13)
+    losses.sum().backward()
+    for got, want in zip(_grads(leaves), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-14)
+
+
+def test_checkpoint_segments_joins_per_step_outputs_along_time():
+    layer = nn.GRU(3, 4).double()
+    x = _leaf((7, 2, 3), 1)
+    outputs, _ = checkpoint_segments(lambda x_k, h: layer(x_k, h), x, _leaf((1, 2, 4)), segment_size=3)
+    np.testing.assert_allclose(outputs.numpy(), layer(x, _leaf((1, 2, 4)))[0].numpy(), rtol=1e-13)
+
+
 def test_checkpoint_sequence_checks_its_arguments():
     x = _leaf((4, 2, 3))
     with pytest.raises(ValueError, match="segment_size must be a positive int"):
@@ -243,3 +281,5 @@ def test_checkpoint_sequence_checks_its_arguments():
         checkpoint_sequence(lambda a, b, h: (h, h), (x, _leaf((3, 2))), _leaf((2, 3)))
     with pytest.raises(TypeError, match="inputs must be a Tensor"):
         checkpoint_sequence(lambda x_t, h: (h, h), [np.zeros(3)], _leaf((2, 3)))
+    with pytest.raises(ValueError, match="checkpoint_segments: inputs have no time steps"):
+        checkpoint_segments(lambda x_k, h: (h, h), _leaf((0, 2, 3)), _leaf((2, 3)))

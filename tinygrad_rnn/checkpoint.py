@@ -6,10 +6,12 @@ with recording on, from the saved inputs, and backpropagates through that fresh 
 and gradients are those of the plain graph; the arrays held between forward and backward are only
 the inputs and outputs of ``fn``.
 
-``checkpoint_sequence(step, inputs, state)`` applies this to a recurrent loop. It cuts T steps into
-segments of ⌈√T⌉ steps and checkpoints each segment; between forward and backward it holds one
-state per segment boundary (√T states) and, during the backward pass, the graph of one segment
-(√T steps): memory O(√T) instead of O(T), for about one extra forward pass of compute.
+``checkpoint_sequence(step, inputs, state)`` applies this to a recurrent loop of steps, and
+``checkpoint_segments(segment_fn, inputs, state)`` to a function that runs a whole segment (a
+recurrent layer, its read-out and loss). Both cut T steps into segments of ⌈√T⌉ steps and checkpoint
+each segment; between forward and backward they hold one state per segment boundary (√T states)
+and, during the backward pass, the graph of one segment (√T steps): memory O(√T) instead of O(T),
+for about one extra forward pass of compute.
 
 Parameters that ``fn`` uses without receiving them as inputs (the weights of a module it closes over)
 get their gradients as usual: the first run finds them (the leaves its graph reaches), and they
@@ -28,7 +30,7 @@ from . import autograd, backend, ops
 from .autograd import Function
 from .tensor import Tensor
 
-__all__ = ["checkpoint", "checkpoint_sequence"]
+__all__ = ["checkpoint", "checkpoint_segments", "checkpoint_sequence"]
 
 
 class Checkpoint(Function):
@@ -149,23 +151,60 @@ def checkpoint_sequence(
         ``(ys, state)``: the y_t stacked along a new first axis (T, ...) and the final state.
 
     Memory: the segment boundaries' states and ``ys`` are kept; for memory to grow like √T, let
-    ``step`` return a small y_t, such as the step's loss, rather than the hidden state.
+    ``step`` return a small y_t, such as the step's loss, rather than the hidden state. Time: every
+    step is a few small ops, so for small layers Python's per-op cost dominates; running a whole
+    recurrent layer per segment (:func:`checkpoint_segments`) is faster.
     """
+
+    def segment(*tensors: Tensor) -> tuple:
+        *pieces, current = tensors
+        slices = [ops.Unbind.apply(piece, dim=0) for piece in pieces]
+        ys = []
+        for t in range(pieces[0].shape[0]):
+            y, current = step(*(s[t] for s in slices), current)
+            ys.append(y)
+        return ops.Stack.apply(*ys, dim=0), current
+
+    return _run_segments(segment, inputs, state, segment_size, "checkpoint_sequence")
+
+
+def checkpoint_segments(
+    segment_fn: Callable[..., tuple[Any, Any]],
+    inputs: Tensor | Sequence[Tensor],
+    state: Any,
+    segment_size: int | None = None,
+) -> tuple[Tensor, Any]:
+    """Cut T steps into segments of ``segment_size`` steps (default ⌈√T⌉) and compute
+    ``ys_k, state = segment_fn(*x_k, state)`` for each segment k under :func:`checkpoint`.
+
+    Args:
+        segment_fn: gets every tensor of ``inputs`` cut to the segment's steps (k, ...) and the
+            state; returns ``(ys_k, new_state)``, ys_k either with a leading axis of the segment's
+            length (per-step outputs) or 0-d (say the segment's summed loss). A whole recurrent layer
+            fits: ``lambda x, target, h: (loss(readout(rnn(x, h)[0]), target), new h)``.
+        inputs, state, segment_size: as in :func:`checkpoint_sequence`.
+
+    Returns:
+        ``(ys, state)``: the ys_k joined along the first axis ((T, ...) for per-step outputs,
+        (number of segments,) for 0-d ones) and the final state.
+    """
+    return _run_segments(segment_fn, inputs, state, segment_size, "checkpoint_segments")
+
+
+def _run_segments(segment_fn: Callable, inputs: Any, state: Any, segment_size: Any, name: str) -> tuple:
     sequences = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
     if not sequences or not all(isinstance(s, Tensor) and s.ndim >= 1 for s in sequences):
-        raise TypeError("checkpoint_sequence: inputs must be a Tensor (T, ...) or a sequence of such Tensors")
+        raise TypeError(f"{name}: inputs must be a Tensor (T, ...) or a sequence of such Tensors")
     steps = sequences[0].shape[0]
     if any(s.shape[0] != steps for s in sequences):
         shapes = ", ".join(str(s.shape) for s in sequences)
-        raise ValueError(
-            f"checkpoint_sequence: inputs must share their first (time) dim, got shapes {shapes}"
-        )
+        raise ValueError(f"{name}: inputs must share their first (time) dim, got shapes {shapes}")
     if steps == 0:
-        raise ValueError("checkpoint_sequence: inputs have no time steps (T = 0)")
+        raise ValueError(f"{name}: inputs have no time steps (T = 0)")
     if segment_size is None:
         segment_size = math.ceil(math.sqrt(steps))
     if not isinstance(segment_size, int) or isinstance(segment_size, bool) or segment_size <= 0:
-        raise ValueError(f"checkpoint_sequence: segment_size must be a positive int, got {segment_size!r}")
+        raise ValueError(f"{name}: segment_size must be a positive int, got {segment_size!r}")
     is_tuple_state = isinstance(state, tuple | list)
     state_tensors = tuple(state) if is_tuple_state else (state,)
     n_sequences = len(sequences)
@@ -174,24 +213,22 @@ def checkpoint_sequence(
     pieces = [_split(s, sizes) for s in sequences]
 
     def segment(*tensors: Tensor) -> tuple:
-        slices = [ops.Unbind.apply(piece, dim=0) for piece in tensors[:n_sequences]]
         carried = tensors[n_sequences:]
-        current = tuple(carried) if is_tuple_state else carried[0]
-        ys = []
-        for t in range(tensors[0].shape[0]):
-            y, current = step(*(s[t] for s in slices), current)
-            ys.append(y)
-        new_state = tuple(current) if is_tuple_state else (current,)
-        return (ops.Stack.apply(*ys, dim=0), *new_state)
+        ys, current = segment_fn(*tensors[:n_sequences], tuple(carried) if is_tuple_state else carried[0])
+        return (ys, *(tuple(current) if is_tuple_state else (current,)))
 
     outputs = []
     for index in range(len(sizes)):
         result = checkpoint(segment, *(p[index] for p in pieces), *state_tensors)
         outputs.append(result[0])
         state_tensors = tuple(result[1:])
-    ys = outputs[0] if len(outputs) == 1 else ops.Cat.apply(*outputs, dim=0)
-    final = state_tensors if is_tuple_state else state_tensors[0]
-    return ys, final
+    if len(outputs) == 1:
+        ys = outputs[0] if outputs[0].ndim else ops.Reshape.apply(outputs[0], shape=(1,))
+    elif outputs[0].ndim == 0:
+        ys = ops.Stack.apply(*outputs, dim=0)
+    else:
+        ys = ops.Cat.apply(*outputs, dim=0)
+    return ys, (state_tensors if is_tuple_state else state_tensors[0])
 
 
 # ---- helpers --------------------------------------------------------------------------------------------
