@@ -3,6 +3,8 @@ hostile or damaged files are refused with a clear error and never run code, and 
 ``load_state_dict`` leaves the model as it was."""
 
 import io
+import os
+import pathlib
 import pickle
 import signal
 import subprocess
@@ -130,6 +132,69 @@ def test_sigkill_at_an_arbitrary_moment_of_a_save_loop_leaves_a_whole_checkpoint
         _kill(child)
     # Whatever it was doing, the file on disk is one complete checkpoint of some step it reached.
     _assert_whole_checkpoint(path, set(range(10_000)))
+
+
+# The example training script, killed while it writes its checkpoint: the previous one must survive.
+EXAMPLE = str(pathlib.Path(__file__).resolve().parent.parent / "examples" / "char_lstm.py")
+TINY_RUN = [
+    "--max-chars", "20000", "--hidden-size", "8", "--embedding-dim", "4", "--batch-size", "2",
+    "--k1", "4", "--k2", "4", "--eval-every", "2", "--eval-chars", "100", "--sample-every", "0",
+    "--no-progress",
+]  # fmt: skip
+STALLING_RUN = textwrap.dedent(
+    """
+    import runpy, sys, time
+    from tinygrad_rnn import backend
+
+    real_save_npz = backend.save_npz
+
+    def half_then_stall(file, arrays):
+        import io
+        buffer = io.BytesIO()
+        real_save_npz(buffer, arrays)
+        file.write(buffer.getvalue()[: buffer.tell() // 2])
+        file.flush()
+        print("stalled", flush=True)
+        time.sleep(60)
+
+    backend.save_npz = half_then_stall
+    sys.argv = [sys.argv[1], *sys.argv[2:]]
+    runpy.run_path(sys.argv[0], run_name="__main__")
+    """
+)
+
+
+def test_the_training_example_killed_while_checkpointing_keeps_its_previous_checkpoint(tmp_path):
+    environment = dict(os.environ, MPLBACKEND="Agg", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    out = str(tmp_path / "run")
+    first = subprocess.run(
+        [sys.executable, EXAMPLE, *TINY_RUN, "--steps", "2", "--out", out],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=240,
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    checkpoint = tmp_path / "run" / "checkpoint.npz"
+    before = checkpoint.read_bytes()
+
+    script = tmp_path / "stalling_run.py"
+    script.write_text(STALLING_RUN)
+    child = subprocess.Popen(
+        [sys.executable, str(script), EXAMPLE, *TINY_RUN, "--steps", "4", "--out", out, "--resume"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+    )
+    try:
+        lines = _read_until(child, "stalled")  # the resumed run trained on and is writing its checkpoint
+    finally:
+        _kill(child)
+    assert any("resumed from" in line and "at update 2" in line for line in lines), lines
+    assert checkpoint.read_bytes() == before  # byte for byte the checkpoint of the first run
+    saved = tg.load(checkpoint)
+    assert saved["meta"]["step"] == 2 and set(saved) >= {"model", "optimizer", "vocab"}
 
 
 # ---- hostile and damaged files --------------------------------------------------------------------------
