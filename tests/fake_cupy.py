@@ -53,6 +53,8 @@ METHODS = frozenset(
     mean min nonzero prod ravel repeat reshape round sort squeeze std sum swapaxes take trace
     transpose var view""".split()  # noqa: SIM905
 )
+# Methods that make a view or copy to the host, so CuPy runs them whatever the current device.
+NO_KERNEL = frozenset(["item", "reshape", "transpose", "swapaxes", "squeeze", "view", "diagonal"])
 REFUSED = {
     "tolist": "host data leaves the device through backend.to_numpy (CuPy's tolist is a hidden copy)",
     "tobytes": "host data leaves the device through backend.to_numpy",
@@ -104,12 +106,32 @@ def _unwrap(value: Any, devices: set, where: str, allow_numpy: bool = False) -> 
     return value
 
 
+# The stand-in plugged in last; CuPy's "current device" is its state.
+_ACTIVE: dict = {"fake": None}
+
+
 def _single_device(devices: set, default: int, where: str) -> int:
+    """The GPU an operation runs on: CuPy's current one, which its operands must live on.
+
+    CuPy launches every kernel on the current device and allocates results there; an operand on another
+    GPU needs peer access, which this stand-in does not grant (not every machine has it), so code must
+    make the operands' GPU current first (the engine does, see ``backend.follow_device``).
+    """
     if len(devices) > 1:
         raise ValueError(
             f"fake cupy: {where} mixes arrays from devices {sorted(devices)}; CuPy needs them on one GPU"
         )
-    return next(iter(devices)) if devices else default
+    current = _ACTIVE["fake"].current if _ACTIVE["fake"] is not None else default
+    if devices and current not in devices:
+        raise ValueError(
+            f"fake cupy: {where}: the device where the array resides ({next(iter(devices))}) is different "
+            f"from the current device ({current}); make it current first (no peer access here)"
+        )
+    return current
+
+
+def _as_tuple(index: Any) -> tuple:
+    return index if isinstance(index, tuple) else (index,)
 
 
 def _wrap(value: Any, device: int) -> Any:
@@ -208,7 +230,9 @@ class FakeArray:
                 devices = {self._device}
                 args = _unwrap(args, devices, where)
                 kwargs = _unwrap(dict(kwargs), devices, where)
-                device = _single_device(devices, self._device, where)
+                # Views and copies to the host launch no kernel: CuPy does them from any current device.
+                kernel = name not in NO_KERNEL
+                device = _single_device(devices, self._device, where) if kernel else self._device
                 with np.errstate(all="ignore"):
                     return _wrap(method(*args, **kwargs), device)
 
@@ -247,7 +271,9 @@ class FakeArray:
     def __getitem__(self, index: Any) -> Any:
         devices = {self._device}
         host_index = _unwrap(index, devices, "indexing")
-        device = _single_device(devices, self._device, "indexing")
+        basic = all(i is None or i is Ellipsis or isinstance(i, int | slice) for i in _as_tuple(index))
+        # Basic indexing makes a view (no kernel); index arrays gather on the current device.
+        device = self._device if basic else _single_device(devices, self._device, "indexing")
         return _wrap(self._host[host_index], device)
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -466,6 +492,7 @@ def install(monkeypatch: Any, device_count: int = 1) -> FakeCupy:
     from tinygrad_rnn import backend
 
     fake = FakeCupy(device_count)
+    monkeypatch.setitem(_ACTIVE, "fake", fake)
     monkeypatch.setattr(backend, "_cupy", fake)
     monkeypatch.setattr(backend, "_cupyx", fake.cupyx)
     monkeypatch.setattr(backend, "_cupy_tried", True)

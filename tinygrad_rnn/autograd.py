@@ -114,11 +114,7 @@ class Function:
                     _check_same_device(cls, inputs, datas)
                     break
         if datas and type(datas[0]) is not _NDARRAY:
-            guard = backend.device_guard(datas[0])
-            if guard is not None:
-                # Run on the operands' GPU rather than CuPy's current one, as PyTorch does.
-                with guard:
-                    return cls.apply(*inputs, **constants)
+            backend.follow_device(datas[0])  # compute on the operands' GPU, as PyTorch does
         try:
             out = ctx.forward(*datas, **constants)
         except (ValueError, IndexError, TypeError) as error:
@@ -706,11 +702,8 @@ def mark_optimizer_step() -> None:
 def _backward_on_its_device(node: Function, grad: Any) -> Any:
     """Run a node's backward with its gradient's GPU current, so the arrays it makes land there."""
     single = node.n_outputs == 1
-    guard = backend.device_guard(grad if single else next(g for g in grad if g is not None))
-    if guard is None:
-        return node.backward(grad) if single else node.backward(*grad)
-    with guard:
-        return node.backward(grad) if single else node.backward(*grad)
+    backend.follow_device(grad if single else next(g for g in grad if g is not None))
+    return node.backward(grad) if single else node.backward(*grad)
 
 
 def _add_leaf_grad(leaf_grads: dict, leaf: Any, grad: Any) -> None:

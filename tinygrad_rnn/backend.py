@@ -9,7 +9,6 @@ Devices are spelled as in PyTorch: ``"cpu"``, ``"cuda"`` (the current GPU) and `
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import Any
 
@@ -196,19 +195,41 @@ def to_device(array: Any, dev: Device) -> Any:
         if _cupy is not None and isinstance(array, _cupy.ndarray):
             return _cupy.asnumpy(array)
         return np.asarray(array)
+    cupy = use_device(dev)
+    if isinstance(array, cupy.ndarray):
+        if array.device.id == dev.index:
+            return array
+        # cupy.asarray would hand back the array on its own GPU; copy it to this one.
+        return cupy.array(array, copy=True)
+    return cupy.asarray(array)
+
+
+def use_device(dev: Device) -> Any:
+    """Make a GPU CuPy's current device and leave it so (see :func:`follow_device`); returns CuPy."""
     cupy = require_cuda(dev)
-    with cupy.cuda.Device(dev.index):
-        if isinstance(array, cupy.ndarray):
-            if array.device.id == dev.index:
-                return array
-            # cupy.asarray would hand back the array on its own GPU; copy it to this one.
-            return cupy.array(array, copy=True)
-        return cupy.asarray(array)
+    if dev.index != cupy.cuda.runtime.getDevice():
+        cupy.cuda.Device(dev.index).use()
+    return cupy
+
+
+def follow_device(array: Any) -> None:
+    """Make the GPU of a CuPy array CuPy's current device, and leave it so.
+
+    CuPy runs kernels and allocates on its current device, not on the operands' one. Ops call this
+    before running, so that a model on ``cuda:1`` computes and allocates there (as in PyTorch) and the
+    array code that follows an op (an optimizer's update, buffers made with ``zeros_like``) lands on
+    the same GPU. A no-op for NumPy arrays and when the GPU is already current.
+    """
+    if _cupy is None or isinstance(array, np.ndarray | np.generic):
+        return
+    index = array.device.id
+    if index != _cupy.cuda.runtime.getDevice():
+        _cupy.cuda.Device(index).use()
 
 
 def device_guard(array: Any) -> Any:
     """For a CuPy array on a GPU other than CuPy's current one, a context that makes its GPU current
-    (so that what an op allocates lands beside its operands, as in PyTorch); ``None`` otherwise."""
+    for a block (CuPy allocates results there); ``None`` otherwise."""
     if _cupy is None or isinstance(array, np.ndarray | np.generic):
         return None
     index = array.device.id
@@ -221,8 +242,8 @@ def scalar_like(value: Any, dtype: Any, array: Any) -> Any:
     """A 0-d array holding ``value`` on the device of ``array`` (an operand such as the 2 in ``x * 2``)."""
     if isinstance(array, np.ndarray | np.generic):
         return np.asarray(value, dtype=dtype)
-    with _cupy.cuda.Device(array.device.id):
-        return _cupy.asarray(value, dtype=dtype)
+    follow_device(array)
+    return _cupy.asarray(value, dtype=dtype)
 
 
 def to_numpy(array: Any) -> Any:
@@ -367,8 +388,8 @@ def as_array(data: Any, dtype: Any, dev: Device, copy: bool) -> Any:
     if dev.type == "cpu":
         array = to_device(array, CPU)
         return np.array(array, dtype=dtype, copy=True) if copy else np.asarray(array, dtype=dtype)
-    with xp.cuda.Device(dev.index):
-        return xp.array(array, dtype=dtype, copy=True) if copy else xp.asarray(array, dtype=dtype)
+    use_device(dev)
+    return xp.array(array, dtype=dtype, copy=True) if copy else xp.asarray(array, dtype=dtype)
 
 
 # ---- random numbers --------------------------------------------------------------------------------
@@ -393,12 +414,7 @@ def generator(dev: Device) -> Any:
         # Each device gets its own stream derived from the one seed, so moving a model
         # between devices does not shift the CPU's stream.
         seed = None if _seed is None else _seed + (0 if dev.type == "cpu" else 1 + (dev.index or 0))
-        if dev.type == "cpu":
-            gen = np.random.default_rng(seed)
-        else:
-            cupy = require_cuda(dev)
-            with cupy.cuda.Device(dev.index):
-                gen = cupy.random.default_rng(seed)
+        gen = np.random.default_rng(seed) if dev.type == "cpu" else use_device(dev).random.default_rng(seed)
         _generators[dev] = gen
     return gen
 
@@ -411,29 +427,28 @@ def _sampling_dtype(dtype: Any) -> Any:
 def random_normal(shape: tuple[int, ...], dtype: Any, dev: Device) -> Any:
     """Standard normal numbers from the device's generator."""
     gen = generator(dev)
-    with _on_device(dev):
-        return gen.standard_normal(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
+    _use_if_gpu(dev)
+    return gen.standard_normal(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
 
 
 def random_uniform(shape: tuple[int, ...], dtype: Any, dev: Device) -> Any:
     """Uniform numbers in [0, 1) from the device's generator."""
     gen = generator(dev)
-    with _on_device(dev):
-        return gen.random(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
+    _use_if_gpu(dev)
+    return gen.random(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
 
 
 def random_integers(low: int, high: int, shape: tuple[int, ...], dev: Device) -> Any:
     """Integers in [low, high) from the device's generator."""
     gen = generator(dev)
-    with _on_device(dev):
-        return gen.integers(low, high, size=shape, dtype=int64)
+    _use_if_gpu(dev)
+    return gen.integers(low, high, size=shape, dtype=int64)
 
 
-def _on_device(dev: Device) -> Any:
-    """A context that makes ``dev`` CuPy's current GPU (new arrays are allocated there); none on the CPU."""
-    if dev.type == "cpu":
-        return contextlib.nullcontext()
-    return require_cuda(dev).cuda.Device(dev.index)
+def _use_if_gpu(dev: Device) -> None:
+    # CuPy's generators draw on the current device.
+    if dev.type != "cpu":
+        use_device(dev)
 
 
 # ---- CUDA utilities: synchronisation, names, fused elementwise kernels --------------------------------

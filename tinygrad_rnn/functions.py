@@ -151,10 +151,9 @@ def randn_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: 
 
 def _on(dev: backend.Device, make: Callable[[], Any]) -> Any:
     """Create an array with the right GPU current (CuPy allocates on the current device)."""
-    if dev.type == "cpu":
-        return make()
-    with backend.xp_for(dev).cuda.Device(dev.index):
-        return make()
+    if dev.type != "cpu":
+        backend.use_device(dev)
+    return make()
 
 
 def _tensors(name: str, tensors: Iterable[Tensor]) -> list[Tensor]:

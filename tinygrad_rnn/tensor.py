@@ -289,6 +289,8 @@ class Tensor:
 
     @property
     def _xp(self) -> Any:
+        # The array module for raw array code on this tensor: on a GPU, make its GPU current first.
+        backend.follow_device(self._data)
         return backend.get_array_module(self._data)
 
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
@@ -439,6 +441,7 @@ class Tensor:
 
     # Comparisons give boolean tensors and are not differentiable.
     def _compare(self, other: Any, name: str) -> Tensor:
+        backend.follow_device(self._data)  # a raw array op: run it on this tensor's GPU
         other_data = other._data if isinstance(other, Tensor) else other
         try:
             result = getattr(self._data, name)(other_data)
