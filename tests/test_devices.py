@@ -334,3 +334,14 @@ def test_tg_device_is_a_class_spelled_as_torch_device():
     assert isinstance(tg.zeros(1).device, tg.device)
     with pytest.raises(ValueError, match="non-negative"):
         tg.device(-1)
+
+
+def test_ops_make_their_operands_gpu_current_so_array_code_after_them_lands_there(fake):
+    tg.cuda.set_device(0)
+    x = tg.randn(3, device="cuda:1", requires_grad=True)
+    tg.cuda.set_device(0)
+    y = (x * 2).sum()  # the op switches to cuda:1 and leaves it current
+    assert tg.cuda.current_device() == 1
+    tg.cuda.set_device("cuda:0")
+    y.backward()  # the backward walk does the same
+    assert x.grad.device == "cuda:1" and tg.cuda.current_device() == 1

@@ -24,6 +24,11 @@ def current_device() -> int:
     return backend.cuda_current_device()
 
 
+def set_device(device: int | str | backend.Device) -> None:
+    """Make a GPU the current one (where CuPy allocates and runs; ops also switch to their operands' GPU)."""
+    backend.use_device(_cuda_device(device))
+
+
 def get_device_name(device: int | str | backend.Device | None = None) -> str:
     """The product name of a GPU (the current one by default)."""
     return backend.cuda_device_name(_cuda_device(device))
