@@ -4,7 +4,12 @@ Every op reaches its arrays through ``xp``, the array module of the device the d
 op is written twice. CuPy is imported lazily and guarded: a machine without it (or without a GPU)
 runs everything on NumPy and gets a clear error only when it asks for ``"cuda"``.
 
-Devices are spelled as in PyTorch: ``"cpu"``, ``"cuda"`` (the current GPU) and ``"cuda:N"``.
+Devices are spelled as in PyTorch: ``"cpu"``, ``"cuda"`` (GPU 0) and ``"cuda:N"``.
+
+CuPy runs kernels and allocates on its *current* GPU. So that a tensor on ``cuda:N`` is computed on
+N, every op makes its operands' GPU current before running (:func:`follow_device`), and so do
+factories and moves for their target (:func:`use_device`); the switch is left in place, so array
+code that follows (an optimizer's update) runs on the same GPU.
 """
 
 from __future__ import annotations
