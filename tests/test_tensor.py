@@ -166,9 +166,13 @@ def test_expand_keeps_a_dim_given_as_minus_one_and_expand_as():
 
 @st.composite
 def basic_index(draw, shape):
-    """An index of ints (possibly negative), slices with steps (possibly negative), None and Ellipsis."""
+    """An index of ints (possibly negative), slices with steps (possibly negative), None and Ellipsis:
+    items for the leading dims (optionally followed by ``...``), or ``...`` then items for the
+    trailing dims."""
+    count = draw(st.integers(0, len(shape)))
+    trailing = draw(st.booleans())
     items = []
-    for n in shape[: draw(st.integers(0, len(shape)))]:
+    for n in shape[len(shape) - count :] if trailing else shape[:count]:
         kind = draw(st.sampled_from(["int", "slice", "none"]))
         if kind == "int":
             items.append(draw(st.integers(-n, n - 1)))
@@ -177,10 +181,10 @@ def basic_index(draw, shape):
             stop = draw(st.none() | st.integers(-n, n))
             items.append(slice(start, stop, draw(st.sampled_from([None, 1, 2, -1, -2]))))
         else:
-            items.append(None)
-    if draw(st.booleans()):
-        items.insert(draw(st.integers(0, len(items))), Ellipsis)
-    return tuple(items)
+            items.extend([None, draw(st.integers(-n, n - 1))])  # None adds an axis, the int uses dim n
+    if trailing:
+        return (Ellipsis, *items)
+    return (*items, Ellipsis) if draw(st.booleans()) else tuple(items)
 
 
 @given(data=st.data())
