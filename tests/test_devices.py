@@ -345,3 +345,11 @@ def test_ops_make_their_operands_gpu_current_so_array_code_after_them_lands_ther
     tg.cuda.set_device("cuda:0")
     y.backward()  # the backward walk does the same
     assert x.grad.device == "cuda:1" and tg.cuda.current_device() == 1
+
+
+def test_to_accepts_pytorchs_non_blocking_flag(fake):
+    x = tg.ones(2).to("cuda", non_blocking=True)
+    model = nn.Linear(2, 2).to("cuda", non_blocking=True)
+    assert x.device == "cuda:0" and model.weight.device == "cuda:0"
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        x.to("cpu", blocking=False)

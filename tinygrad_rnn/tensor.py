@@ -298,6 +298,9 @@ class Tensor:
         nothing changes."""
         target_device, dtype = None, kwargs.pop("dtype", None)
         target_device = kwargs.pop("device", None)
+        # Accepted for PyTorch code: copies here are synchronous, and a move always makes new storage.
+        kwargs.pop("non_blocking", None)
+        kwargs.pop("copy", None)
         if kwargs:
             raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
         for arg in args:

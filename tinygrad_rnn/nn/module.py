@@ -304,6 +304,7 @@ class Module:
         """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``: move or convert every parameter and
         buffer in place (floating dtypes only are converted); returns self."""
         target_device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        kwargs.pop("non_blocking", None)  # accepted for PyTorch code; copies here are synchronous
         if kwargs:
             raise TypeError(f"Module.to() got unexpected arguments {sorted(kwargs)}")
         for arg in args:
