@@ -428,8 +428,8 @@ def test_input_projection_is_one_matmul_and_each_step_one_more():
         counts[node.name] = counts.get(node.name, 0) + 1
         stack.extend(node.parents)
     layers_times_directions = 4
-    # The projection is a MatMul; each step's W_hh h + projection slice is one AddMatMul.
-    assert counts["MatMul"] + counts.get("AddMatMul", 0) == layers_times_directions * (steps + 1)
+    # The projection (with its bias) and each step's W_hh h + projection slice are one AddMatMul each.
+    assert counts.get("MatMul", 0) + counts.get("AddMatMul", 0) == layers_times_directions * (steps + 1)
     assert counts["Unbind"] == layers_times_directions
 
 

@@ -215,13 +215,14 @@ class _RNNBase(Module):
         bias_ih = self._parameters.get("bias_ih" + suffix)
         bias_hh = self._parameters.get("bias_hh" + suffix)
         flat = ops.Reshape.apply(layer_input, shape=(steps * batch, features))
-        projection = ops.MatMul.apply(flat, ops.Permute.apply(weight_ih, dims=(1, 0)))
-        if bias_ih is not None:
-            # b_hh adds straight onto W_ih x for RNN and LSTM; a GRU's b_hn sits inside r ⊙ (·).
-            if self.mode == "GRU":
-                projection = ops.Add.apply(projection, bias_ih)
-            else:
-                projection = ops.Add.apply(projection, ops.Add.apply(bias_ih, bias_hh))
+        weight_ih_t = ops.Permute.apply(weight_ih, dims=(1, 0))
+        if bias_ih is None:
+            projection = ops.MatMul.apply(flat, weight_ih_t)
+        else:
+            # b_hh adds straight onto W_ih x for RNN and LSTM; a GRU's b_hn sits inside r ⊙ (·). The
+            # bias is added into the product's buffer (AddMatMul): no second (T·B, G·H) array.
+            bias = bias_ih if self.mode == "GRU" else ops.Add.apply(bias_ih, bias_hh)
+            projection = ops.AddMatMul.apply(flat, weight_ih_t, bias)
         rows = projection.shape[1]
         inputs = ops.Unbind.apply(ops.Reshape.apply(projection, shape=(steps, batch, rows)), dim=0)
         order = range(steps - 1, -1, -1) if reverse else range(steps)
