@@ -19,7 +19,11 @@ and the Python objects the update creates. Time is measured in the same process,
 untimed update, then the median of ``--repeat`` timed ones, with one BLAS thread (these matrices
 are small) unless ``OPENBLAS_NUM_THREADS`` is set.
 
-    python benchmarks/bench_memory.py [--lengths 500,1000,2000,8000] [--repeat 3] [--quick]
+    python benchmarks/bench_memory.py [--lengths 500,1000,2000,8000] [--repeat 3] [--device cpu] [--quick]
+
+On a GPU (``--device cuda``) every variant, the NumPy reference included (it runs on CuPy arrays), is
+measured there: the peak is the growth of CuPy's memory pool during the update (emptied before it),
+which bounds the peak from below up to the pool's rounding, and the times are synchronised.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ WINDOW = 50  # k2 of truncated BPTT
 VARIANTS = ("numpy", "full", "truncated", "recompute", "recompute-layer")
 
 
-def build(variant: str, steps: int):
+def build(variant: str, steps: int, device: str = "cpu"):
     """Data, parameters and a no-argument callable that performs one update's gradient computation."""
     import tinygrad_rnn as tg
     import tinygrad_rnn.nn.functional as F
@@ -53,18 +57,23 @@ def build(variant: str, steps: int):
     x = rng.standard_normal((steps, BATCH, INPUT)).astype(np.float32)
     targets = rng.standard_normal((steps, BATCH, OUTPUT)).astype(np.float32)
     if variant == "numpy":
+        if device != "cpu":  # the reference is written on xp arrays: give it the device's
+            params = {name: tg.tensor(value, device=device)._data for name, value in params.items()}
+            x, targets = tg.tensor(x, device=device)._data, tg.tensor(targets, device=device)._data
         return lambda: reference.bptt("rnn", params, x, targets, loss="mse", reduction="sum").grads
 
     layer_params = {k: v for k, v in params.items() if not k.startswith("readout.")}
     readout = nn.Linear(HIDDEN, OUTPUT)
     readout.load_state_dict({"weight": params["readout.weight"], "bias": params["readout.bias"]})
-    x_t, targets_t = tg.tensor(x), tg.tensor(targets)
-    h0 = tg.zeros(BATCH, HIDDEN)
+    readout.to(device)
+    x_t, targets_t = tg.tensor(x, device=device), tg.tensor(targets, device=device)
+    h0 = tg.zeros(BATCH, HIDDEN, device=device)
     segment = math.ceil(math.sqrt(steps))
 
     if variant == "recompute":
         cell = nn.RNNCell(INPUT, HIDDEN)
         cell.load_state_dict({name.replace("_l0", ""): value for name, value in layer_params.items()})
+        cell.to(device)
 
         def step(x_step, target_step, h):
             h = cell(x_step, h)
@@ -79,6 +88,7 @@ def build(variant: str, steps: int):
 
     layer = nn.RNN(INPUT, HIDDEN)
     layer.load_state_dict(layer_params)
+    layer.to(device)
 
     def window_loss(x_window, target_window, h):
         output, h_n = layer(x_window, h.unsqueeze(0))
@@ -107,14 +117,30 @@ def build(variant: str, steps: int):
     return update_recompute_layer
 
 
-def child(variant: str, steps: int, repeat: int) -> None:
-    update = build(variant, steps)
+def child(variant: str, steps: int, repeat: int, device: str = "cpu") -> None:
+    import tinygrad_rnn as tg
+
+    gpu = device != "cpu"
+    update = build(variant, steps, device)
     update()  # warm-up (also allocates every lazily created buffer, such as the parameters' grads)
     seconds = []
     for _ in range(repeat):
+        if gpu:
+            tg.cuda.synchronize(device)
         start = time.perf_counter()
         update()
+        if gpu:
+            tg.cuda.synchronize(device)
         seconds.append(time.perf_counter() - start)
+    if gpu:
+        tg.cuda.synchronize(device)
+        tg.cuda.empty_cache()
+        before = tg.cuda.memory_reserved(device)
+        update()
+        tg.cuda.synchronize(device)
+        peak = tg.cuda.memory_reserved(device)
+        print(json.dumps({"peak": peak - before, "seconds": statistics.median(seconds)}))
+        return
     tracemalloc.start()
     before, _ = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
@@ -130,10 +156,11 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="short sequences, one timed run: a smoke run")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "T"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]), args.repeat)
+        child(args.child[0], int(args.child[1]), args.repeat, args.device)
         return
 
     lengths = [60, 120] if args.quick else [int(n) for n in args.lengths.split(",")]
@@ -142,8 +169,9 @@ def main() -> None:
     # The matrices are small: one BLAS thread per process, so that threads spinning on a shared
     # machine do not dominate the times (memory does not depend on it). Override by setting it.
     environment = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
+    measure = "tracemalloc" if args.device == "cpu" else f"CuPy pool on {args.device}"
     print(
-        f"peak memory of one update (tracemalloc, MiB) and its time (ms, median of {repeat}); tanh RNN "
+        f"peak memory of one update ({measure}, MiB) and its time (ms, median of {repeat}); tanh RNN "
         f"I={INPUT} H={HIDDEN} O={OUTPUT} B={BATCH} float32; truncated k2={WINDOW}; "
         f"recompute every ceil(sqrt(T)) steps; BLAS threads {environment['OPENBLAS_NUM_THREADS']}"
     )
@@ -152,6 +180,7 @@ def main() -> None:
         results = {}
         for variant in variants:
             command = [sys.executable, __file__, "--child", variant, str(steps), "--repeat", str(repeat)]
+            command += ["--device", args.device]
             done = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
             if done.returncode:
                 raise SystemExit(f"{variant} T={steps} failed:\n{done.stderr}")
