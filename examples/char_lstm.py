@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         (history[len(history) - len(smooth) :, 0] * chars_per_update, smooth),
         (np.array([v[0] for v in meta["valid"]]) * chars_per_update, [v[1] for v in meta["valid"]]),
         baseline=unigram,
+        train_label="train (mean of the last 20 updates)",
     )
     print(f"--- sample (temperature {args.temperature}) ---")
     print(sample(model, vocab, "The ", args.sample_chars, args.temperature, args.seed))

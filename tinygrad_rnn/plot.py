@@ -87,9 +87,10 @@ def loss_curve(
     baseline: float | None = None,
     ylabel: str = "bits per character",
     xlabel: str = "characters seen",
+    train_label: str = "train",
 ) -> str:
     """Training loss (x, y), optional validation points and a dashed baseline (the unigram model)."""
-    series = {"train": train}
+    series = {train_label: train}
     if valid is not None and len(_values(valid[0])):
         series["validation"] = valid
     return lines(
