@@ -11,13 +11,15 @@ Variants:
   windows and one ``backward()`` per window (the update of truncated BPTT over the whole stream);
 * ``recompute``: ``checkpoint_sequence`` over ``nn.RNNCell`` steps, the read-out and the loss inside
   each step, segments of ⌈√T⌉ steps;
-* ``recompute-layer``: ``checkpoint`` around ``nn.RNN`` + read-out + loss on each segment of ⌈√T⌉ steps.
+* ``recompute-layer``: ``checkpoint_segments``: ``nn.RNN`` + read-out + loss on each segment of ⌈√T⌉
+  steps, the layer's hoisted loop inside each checkpoint.
 
 Memory is the peak of ``tracemalloc`` during the update minus what was allocated before it (the
 data and the parameters): NumPy reports its array buffers to tracemalloc, so this counts the arrays
-and the Python objects the update creates. Time is measured in the same process, untraced: one
-untimed update, then the median of ``--repeat`` timed ones, with one BLAS thread (these matrices
-are small) unless ``OPENBLAS_NUM_THREADS`` is set.
+and the Python objects the update creates. Time is measured in the same process, untraced, as the
+process's CPU time on the CPU (other processes on a shared machine do not inflate it): one untimed
+update, then the median of ``--repeat`` timed ones, with one BLAS thread (these matrices are small)
+unless ``OPENBLAS_NUM_THREADS`` is set.
 
     python benchmarks/bench_memory.py [--lengths 500,1000,2000,8000] [--repeat 3] [--device cpu] [--quick]
 
