@@ -440,7 +440,15 @@ class Tensor:
         """``self @ other`` (see ``__matmul__``)."""
         return self @ other
 
-    add, sub, mul, div, pow = __add__, __sub__, __mul__, __truediv__, __pow__
+    mul, div, pow = __mul__, __truediv__, __pow__
+
+    def add(self, other: Any, alpha: Number = 1) -> Tensor:
+        """``self + alpha * other`` (``Tensor.add`` as in PyTorch)."""
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self, other: Any, alpha: Number = 1) -> Tensor:
+        """``self - alpha * other`` (``Tensor.sub`` as in PyTorch)."""
+        return self - (other if alpha == 1 else other * alpha)
 
     # Comparisons give boolean tensors and are not differentiable.
     def _compare(self, other: Any, name: str) -> Tensor:
