@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from fake_cupy import install
+from hypothesis import given
+from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
 import tinygrad_rnn.nn.functional as F
@@ -724,3 +726,52 @@ def test_tensors_on_different_devices_raise_a_clear_error(case, monkeypatch):
     with pytest.raises(case.error, match=case.message) as info:
         case.call()
     assert _innermost_frame(info.value).startswith(PACKAGE_DIR)
+
+
+# ---- any dim: the right answer or an IndexError, never a wrong result ---------------------------------
+
+DIM_OPS = {
+    "sum": (lambda t, d: t.sum(d), lambda a, d: a.sum(axis=d)),
+    "mean": (lambda t, d: t.mean(d), lambda a, d: a.mean(axis=d)),
+    "amax": (lambda t, d: t.amax(d), lambda a, d: a.max(axis=d)),
+    "argmax": (lambda t, d: t.argmax(d), lambda a, d: a.argmax(axis=d)),
+    "softmax": (
+        lambda t, d: t.softmax(d),
+        lambda a, d: (
+            np.exp(a - a.max(axis=d, keepdims=True))
+            / np.exp(a - a.max(axis=d, keepdims=True)).sum(axis=d, keepdims=True)
+        ),
+    ),
+    "unsqueeze": (lambda t, d: t.unsqueeze(d), None),
+    "squeeze": (lambda t, d: t.squeeze(d), None),
+    "flatten": (lambda t, d: t.flatten(d), None),
+    "cat": (lambda t, d: tg.cat([t, t], d), lambda a, d: np.concatenate([a, a], axis=d)),
+    "stack": (lambda t, d: tg.stack([t, t], d), None),
+    "unbind": (lambda t, d: tg.stack(t.unbind(d)), lambda a, d: np.stack(list(np.moveaxis(a, d, 0)))),
+    "transpose": (lambda t, d: t.transpose(0, d), lambda a, d: np.swapaxes(a, 0, d)),
+}
+# Ops that take a position for a new axis accept one more dim than the tensor has.
+NEW_AXIS = {"unsqueeze": 1, "stack": 1}
+REFERENCE_BY_NUMPY = {
+    "unsqueeze": lambda a, d: np.expand_dims(a, d),
+    "squeeze": lambda a, d: np.squeeze(a, d) if a.shape[d] == 1 else a,
+    "flatten": lambda a, d: a.reshape(*a.shape[:d], -1) if a.ndim else a.reshape(1),
+    "stack": lambda a, d: np.stack([a, a], axis=d),
+}
+
+
+@given(
+    op=st.sampled_from(sorted(DIM_OPS)),
+    shape=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    dim=st.integers(-5, 5),
+)
+def test_any_dim_gives_numpys_answer_or_an_index_error(op, shape, dim):
+    array = np.random.default_rng(len(shape)).standard_normal(shape)
+    call, reference = DIM_OPS[op]
+    reference = reference or REFERENCE_BY_NUMPY[op]
+    rank = len(shape) + NEW_AXIS.get(op, 0)
+    if not -rank <= dim < rank:
+        with pytest.raises(IndexError, match=rf"dim {dim} is out of range"):
+            call(tg.tensor(array), dim)
+        return
+    np.testing.assert_allclose(call(tg.tensor(array), dim).numpy(), reference(array, dim % rank), rtol=1e-12)
