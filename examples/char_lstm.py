@@ -187,9 +187,11 @@ def main(argv: list[str] | None = None) -> int:
         interrupted["flag"] = True
 
     previous_handler = signal.signal(signal.SIGINT, on_interrupt)
-    # The TBPTT driver (what TBPTTTrainer runs) yields after each backward pass, so that clipping, the
-    # optimizer step, the progress bar, validation, samples and a clean stop on Ctrl-C sit between updates.
-    driver = bptt.TBPTT(model, next_char_loss, k1=args.k1, k2=args.k2)
+    # The trainer yields after each update (clipping and the optimizer step done), so that the progress
+    # bar, validation, samples and a clean stop on Ctrl-C sit between updates.
+    trainer = bptt.TBPTTTrainer(
+        model, optimizer, k1=args.k1, k2=args.k2, clip_norm=args.clip, loss_fn=next_char_loss
+    )
     print("training", flush=True)
     progress = Progress(args, meta["step"])
     started = time.perf_counter() - meta["seconds"]
@@ -200,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 meta["position"] = 0  # a new pass over the text
             offset = meta["position"]
             tick = time.perf_counter()
-            for update in driver.updates(train_x[offset:], train_y[offset:]):
-                nn.utils.clip_grad_norm_(model.parameters(), max_norm=args.clip)
-                optimizer.step()
+            for update in trainer.updates(train_x[offset:], train_y[offset:]):
                 meta["position"] = offset + update.stop
                 meta["step"] += 1
                 bits = update.loss * LOG2_E

@@ -353,6 +353,35 @@ def test_trainer_reduces_the_loss_and_clips_the_gradient():
     assert any(norm > 0.5 for norm in trainer.grad_norms)  # the clip was exercised
 
 
+def test_trainer_updates_yield_after_each_step_and_match_train_epoch():
+    class CountingStep:
+        def __init__(self, params):
+            self.params, self.calls = params, 0
+
+        def step(self):
+            self.calls += 1
+            for p in self.params:
+                p._data -= 0.1 * p.grad._data
+
+    inputs, _ = make_stream(TinyLSTM(seed=2), steps=20, seed=4)
+    targets = 0.5 * inputs
+    stepped, whole = TinyLSTM(seed=2), TinyLSTM(seed=2)
+    optimizer = CountingStep(list(stepped.parameters()))
+    trainer = TBPTTTrainer(stepped, optimizer, k1=5, k2=7, clip_norm=0.3, loss_fn=mean_squares)
+    seen = []
+    for update in trainer.updates(inputs, targets):
+        seen.append((update.start, update.stop, optimizer.calls))
+    assert seen == [(0, 5, 1), (5, 10, 2), (10, 15, 3), (15, 20, 4)]  # the step is taken before each yield
+    assert len(trainer.grad_norms) == 4
+    reference = TBPTTTrainer(
+        whole, CountingStep(list(whole.parameters())), k1=5, k2=7, clip_norm=0.3, loss_fn=mean_squares
+    )
+    reference.train_epoch([(inputs, targets)])
+    assert trainer.losses == reference.losses
+    for a, b in zip(stepped.parameters(), whole.parameters()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_trainer_default_loss_is_cross_entropy_over_classes():
     model = TinyRNN(output_size=3, seed=1)
     rng = np.random.default_rng(0)

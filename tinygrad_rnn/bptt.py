@@ -380,22 +380,30 @@ class TBPTTTrainer:
         self.losses: list[float] = []  # the loss of every update, across epochs
         self.grad_norms: list[float] = []  # the gradient norm before clipping, when clipping
 
+    def updates(self, inputs: Tensor, targets: Tensor, hidden: Any = None) -> Iterator[Update]:
+        """Train on one stream, yielding after each optimizer step (clip, then ``optimizer.step()``).
+
+        The loop between updates stays in the caller's hands (progress, validation, sampling, stopping
+        early); ``self.grad_norms`` holds the norm before clipping of every update when clipping.
+        """
+        parameters = list(self.model.parameters())
+        for update in self.driver.updates(inputs, targets, hidden):
+            if self.clip_norm is not None:
+                self.grad_norms.append(float(clip_grad_norm_(parameters, self.clip_norm).item()))
+            self.optimizer.step()
+            self.losses.append(update.loss)
+            yield update
+
     def train_epoch(self, batches: Iterable[tuple[Tensor, Tensor]]) -> float:
         """One pass over ``(inputs, targets)`` pairs; returns the mean of the updates' losses."""
-        parameters = list(self.model.parameters())
         losses = []
         hidden = None
         for inputs, targets in batches:
             start = hidden if self.carry_hidden else None
-            for update in self.driver.updates(inputs, targets, start):
-                if self.clip_norm is not None:
-                    self.grad_norms.append(float(clip_grad_norm_(parameters, self.clip_norm).item()))
-                self.optimizer.step()
-                losses.append(update.loss)
+            losses.extend(update.loss for update in self.updates(inputs, targets, start))
             hidden = self.driver.hidden
         if not losses:
             raise ValueError("TBPTTTrainer.train_epoch: no batches")
-        self.losses.extend(losses)
         return sum(losses) / len(losses)
 
 
