@@ -501,3 +501,31 @@ def test_random_recurrent_stacks_match_finite_differences_for_input_state_and_we
     GRAPHS_CHECKED[0] += 1
     tg.gradcheck(run, [x, *states], eps=1e-6, atol=1e-6, rtol=1e-5)
     tg.gradcheck_projection(run, list(model.parameters()), eps=1e-6, rtol=1e-5, atol=1e-7, trials=2)
+
+
+@settings(max_examples=EXAMPLES // 2)
+@given(programs(EVERYTHING, min_steps=3, max_steps=10))
+def test_random_graphs_backward_twice_with_retain_graph_gives_exactly_twice_the_gradients(program):
+    # In-place accumulation into shared gradient buffers would show up here as a wrong second sum.
+    leaves, steps = program
+    cache: dict = {}
+    GRAPHS_CHECKED[0] += 1
+    weights = np.random.default_rng(len(steps)).standard_normal(64)
+
+    def total() -> tg.Tensor:
+        outputs = [v for v in run_program(leaves, steps, cache) if v.requires_grad]
+        return sum(((v * float(w)).sum() for v, w in zip(outputs, weights)), tg.tensor(0.0, dtype=tg.float64))
+
+    for leaf in leaves:
+        leaf.grad = None
+    loss = total()
+    if not loss.requires_grad:
+        return
+    loss.backward(retain_graph=True)
+    once = [None if leaf.grad is None else leaf.grad.numpy().copy() for leaf in leaves]
+    loss.backward()
+    for leaf, first in zip(leaves, once):
+        if first is not None:
+            np.testing.assert_allclose(leaf.grad.numpy(), 2 * first, rtol=1e-12, atol=1e-300)
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        loss.backward()
