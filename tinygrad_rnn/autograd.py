@@ -269,8 +269,12 @@ def bump_version(t: Any) -> None:
 
 
 def _saved_versions(saved: tuple, inputs: tuple, outputs: tuple) -> tuple | None:
-    """Record (version box, snapshot of it) for every input or output whose data the op saved."""
-    versions: list = []
+    """Record (version box, snapshot of it) for every input or output whose data the op saved.
+
+    Runs once per recorded op that saves arrays, so it avoids allocating: a box still at version 0
+    (nearly all of them) is snapshotted as the shared ``_VERSION_ZERO``.
+    """
+    versions: tuple = ()
     for saved_array in saved:
         for t in inputs:
             if t._data is saved_array:
@@ -284,12 +288,12 @@ def _saved_versions(saved: tuple, inputs: tuple, outputs: tuple) -> tuple | None
         box = t._version
         if box is None:
             box = t._version = bytearray(_VERSION_BYTES)
-            versions.append(box)
-            versions.append(_VERSION_ZERO)
+            versions += (box, _VERSION_ZERO)
+        elif box == _VERSION_ZERO:
+            versions += (box, _VERSION_ZERO)
         else:
-            versions.append(box)
-            versions.append(bytes(box))
-    return tuple(versions) if versions else None
+            versions += (box, bytes(box))
+    return versions or None
 
 
 def _check_same_device(cls: type, inputs: tuple, datas: list) -> None:
