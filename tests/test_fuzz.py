@@ -537,3 +537,28 @@ def test_random_graphs_backward_twice_with_retain_graph_gives_exactly_twice_the_
             np.testing.assert_allclose(leaf.grad.numpy(), 2 * first, rtol=1e-12, atol=1e-300)
     with pytest.raises(RuntimeError, match="retain_graph"):
         loss.backward()
+
+
+def _leaf_gradients(leaves: list, steps: list, outputs: list, cache: dict) -> list:
+    for leaf in leaves:
+        leaf.grad = None
+    pool = run_program(leaves, steps, cache)
+    loss = sum(((pool[i] * (1.0 + 0.1 * i)).sum() for i in outputs), tg.tensor(0.0, dtype=tg.float64))
+    if loss.requires_grad:
+        loss.backward()
+    return [None if leaf.grad is None else leaf.grad.numpy().copy() for leaf in leaves]
+
+
+@settings(max_examples=EXAMPLES // 4)
+@given(programs(EVERYTHING, min_steps=3, max_steps=10))
+def test_anomaly_mode_changes_no_gradient_and_raises_nothing_on_finite_random_graphs(program):
+    leaves, steps, outputs = program
+    cache: dict = {}
+    GRAPHS_CHECKED[0] += 1
+    plain = _leaf_gradients(leaves, steps, outputs, cache)
+    with tg.autograd.detect_anomaly():
+        watched = _leaf_gradients(leaves, steps, outputs, cache)
+    for a, b in zip(plain, watched):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
