@@ -307,6 +307,20 @@ def test_add_matmul_equals_matmul_plus_and_has_its_gradients(data):
     tg.gradcheck(lambda x, y, z: tg.ops.AddMatMul.apply(x, y, z), [a, b, c])
 
 
+@given(rows=st.integers(1, 3), inner=st.integers(1, 3), cols=st.integers(1, 3), data=st.data())
+def test_tanh_add_matmul_equals_its_composition_and_has_its_gradients(rows, inner, cols, data):
+    a, b = data.draw(values((rows, inner))), data.draw(values((inner, cols)))
+    c = data.draw(values(data.draw(st.sampled_from([(rows, cols), (cols,)]))))
+    out = tg.ops.TanhAddMatMul.apply(a, b, c)
+    np.testing.assert_allclose(out.numpy(), np.tanh(a.numpy() @ b.numpy() + c.numpy()), rtol=1e-12)
+    tg.gradcheck(lambda x, y, z: tg.ops.TanhAddMatMul.apply(x, y, z), [a, b, c])
+
+
+def test_tanh_add_matmul_refuses_non_matrices():
+    with pytest.raises(ValueError, match=r"TanhAddMatMul: a and b must be matrices"):
+        tg.ops.TanhAddMatMul.apply(tg.ones(3), tg.ones(3, 2), tg.ones(2))
+
+
 # ---- reductions ------------------------------------------------------------------------------------
 
 

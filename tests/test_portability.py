@@ -115,6 +115,10 @@ CASES = {
         lambda d: [_leaf(d, 3, 4), _leaf(d, 4, 2, seed=1), _leaf(d, 2, seed=2)],
         lambda a, b, c: ops.AddMatMul.apply(a, b, c) + ops.AddMatMul.apply(a, b, c * a[:, :2]),
     ),
+    "TanhAddMatMul": (
+        lambda d: [_leaf(d, 3, 4), _leaf(d, 4, 2, seed=1), _leaf(d, 2, seed=2)],
+        lambda a, b, c: ops.TanhAddMatMul.apply(a, b, c) * ops.TanhAddMatMul.apply(a, b, c * a[:, :2]),
+    ),
     "Sum": (
         lambda d: [_leaf(d, 2, 3, 4)],
         lambda a: a.sum() + a.sum(dim=(0, 2)).sum() + a.sum(1, keepdim=True),

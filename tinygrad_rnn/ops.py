@@ -381,6 +381,38 @@ class AddMatMul(MatMul):
         return da, db, (g if ctx.needs_input_grad[2] else None)
 
 
+class TanhAddMatMul(Function):
+    """out = tanh(a @ b + c) for matrices a (B, K), b (K, N) and c broadcast to (B, N): the step of a
+    vanilla RNN, h' = tanh(h W_hhᵀ + (W_ih x + b)), as one node instead of two.
+
+    With d = g ⊙ (1 - out²): da = d @ bᵀ, db = aᵀ @ d (deferred, as :class:`MatMul`'s), dc = d.
+    """
+
+    def forward(ctx, a, b, c):
+        if a.ndim != 2 or b.ndim != 2:
+            raise ValueError(f"TanhAddMatMul: a and b must be matrices, got shapes {a.shape} and {b.shape}")
+        out = a @ b
+        if c.shape == out.shape and c.dtype == out.dtype:
+            out += c
+        else:
+            out = out + c
+        xp_of(out).tanh(out, out=out)  # ``out`` is this op's fresh buffer
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    def backward(ctx, g):
+        a, b, out = ctx.saved
+        d = out * out
+        xp_of(d).subtract(1, d, out=d)
+        d *= g
+        needs = ctx.needs_input_grad
+        da = d @ b.T if needs[0] else None
+        db = None
+        if needs[1]:
+            db = OuterProductSum(a, d) if not autograd._anomaly_enabled else a.T @ d
+        return da, db, (d if needs[2] else None)
+
+
 # ---- reductions --------------------------------------------------------------------------------------
 
 

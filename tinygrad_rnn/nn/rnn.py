@@ -241,10 +241,15 @@ class _RNNBase(Module):
                     hidden_gates = matmul(h, weight_hh_t)
                 h = _gru_pointwise(inputs[t], hidden_gates, h)
                 outputs.append(h)
-        else:
-            pointwise = _rnn_tanh_pointwise if self.mode == "RNN_TANH" else _rnn_relu_pointwise
+        elif self.mode == "RNN_TANH":
+            # The whole step, tanh(h W_hhᵀ + projection slice), is one node.
+            step = ops.TanhAddMatMul.apply
             for t in order:
-                h = pointwise(addmm(h, weight_hh_t, inputs[t]))
+                h = step(h, weight_hh_t, inputs[t])
+                outputs.append(h)
+        else:
+            for t in order:
+                h = _rnn_relu_pointwise(addmm(h, weight_hh_t, inputs[t]))
                 outputs.append(h)
         if reverse:
             outputs.reverse()
