@@ -168,10 +168,12 @@ def _apply(step: Step, pool: list) -> list:
     return list(out) if isinstance(out, tuple | list) else [out]
 
 
-def run_program(leaves: list, steps: list, cache: dict) -> tuple:
+def run_program(leaves: list, steps: list, cache: dict, transforms: dict | None = None) -> tuple:
     """Evaluate the program; ``cache`` freezes the constants (detached values, squash choices) at the
-    first run."""
+    first run; ``transforms`` maps a pool position to a function applied to the value made there."""
     pool = list(leaves)
+    if transforms:
+        pool = [transforms[i](v) if i in transforms else v for i, v in enumerate(pool)]
     for i, step in enumerate(steps):
         if step.frozen is None:
             new = _apply(step, pool)
@@ -193,6 +195,8 @@ def run_program(leaves: list, steps: list, cache: dict) -> tuple:
                 cache[key] = value.numel() > 0 and float(np.abs(value.numpy()).max()) > BIG
             if cache[key]:
                 value = (value * (1.0 / BIG)).tanh() * BIG
+            if transforms and len(pool) in transforms:
+                value = transforms[len(pool)](value)
             pool.append(value)
     return tuple(pool)
 
@@ -562,3 +566,63 @@ def test_anomaly_mode_changes_no_gradient_and_raises_nothing_on_finite_random_gr
         assert (a is None) == (b is None)
         if a is not None:
             np.testing.assert_array_equal(a, b)
+
+
+@settings(max_examples=EXAMPLES // 4)
+@given(programs(EVERYTHING, min_steps=2, max_steps=10), st.data())
+def test_a_hook_scaling_a_random_value_s_gradient_acts_as_a_rescaled_branch(program, data):
+    # A hook g -> c g on a value v gives the gradient of the graph with v replaced by v + w - w held
+    # constant, w = (c - 1) v: the same forward value to the last bit, c times the gradient through v.
+    leaves, steps, outputs = program
+    cache: dict = {}
+    candidates = [i for i, v in enumerate(run_program(leaves, steps, cache)) if v.requires_grad]
+    if not candidates:
+        return
+    position = data.draw(st.sampled_from(candidates))
+    c = data.draw(st.sampled_from([0.0, -1.5, 3.0]))
+    GRAPHS_CHECKED[0] += 1
+    removers = []
+
+    def hooked(v: tg.Tensor) -> tg.Tensor:
+        removers.append(v.register_hook(lambda g: g * c))
+        return v
+
+    def rescaled(v: tg.Tensor) -> tg.Tensor:
+        w = v * (c - 1.0)
+        return v + (w - w.detach())
+
+    def gradients(transform) -> list:
+        for leaf in leaves:
+            leaf.grad = None
+        pool = run_program(leaves, steps, cache, {position: transform})
+        loss = sum(((pool[i] * (1.0 + 0.1 * i)).sum() for i in outputs), tg.tensor(0.0, dtype=tg.float64))
+        if loss.requires_grad:
+            loss.backward()
+        return [np.zeros(leaf.shape) if leaf.grad is None else leaf.grad.numpy().copy() for leaf in leaves]
+
+    with_hook = gradients(hooked)
+    for remove in removers:
+        remove()
+    expected = gradients(rescaled)
+    for got, want in zip(with_hook, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "move",
+    [
+        lambda x: x.reshape(x.shape),
+        lambda x: x.permute(0, 1),
+        lambda x: x.expand(2, 3),
+        lambda x: x.squeeze(0),
+    ],
+    ids=["reshape", "permute", "expand", "squeeze"],
+)
+def test_a_hook_on_a_movement_that_changes_nothing_sees_only_its_own_branch(move):
+    # Found by the fuzzer: these returned the input itself, so the hook caught the input's whole gradient.
+    x = tg.tensor(np.ones((2, 3)), dtype=tg.float64, requires_grad=True)
+    y = move(x)
+    assert y is not x and not y.is_leaf
+    y.register_hook(lambda g: g * 0.0)
+    (y * 3.0 + x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones((2, 3)))  # only the direct path survives

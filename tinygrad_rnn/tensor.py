@@ -745,9 +745,15 @@ class Tensor:
         return self._alias(ops.Expand.apply(self, shape=target))
 
     def _unchanged(self) -> Tensor:
-        """``self`` for a movement that changes nothing; inside ``no_grad`` a detached alias instead, so
-        that a value computed there never carries a gradient back (in PyTorch it is a new view)."""
-        return self if autograd._grad_enabled or not self.requires_grad else self.detach()
+        """The result of a movement that changes nothing. For a tensor that requires grad it is a new
+        alias, as PyTorch's view is: inside ``no_grad`` a detached one (no gradient flows back through
+        it), otherwise an identity node, so that a hook or ``retain_grad`` on the result sees only the
+        gradient flowing through it, not the input's whole gradient."""
+        if not self.requires_grad:
+            return self
+        if not autograd._grad_enabled:
+            return self.detach()
+        return ops.Reshape.apply(self, shape=self.shape)
 
     def _alias(self, out: Tensor) -> Tensor:
         """Give ``out`` this tensor's in-place version counter when its data is a view of this storage.
