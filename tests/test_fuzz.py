@@ -3,15 +3,18 @@
 A graph is a program of steps, each an op from the op list applied to values already in a pool
 (leaves first): picking the same value twice makes shared subexpressions, binary ops pair shapes
 that broadcast, and some steps run detached or inside a ``no_grad`` island. The program is run once to
-learn its shapes, then ``tg.gradcheck`` compares the tape's gradient of a random weighting of every
-value in the pool with central differences, element by element.
+learn its shapes, then ``tg.gradcheck`` compares the tape's gradient of a random weighting of a random
+part of the pool (always its last value) with central differences, element by element. The same
+random graphs also check that a second backward with ``retain_graph`` doubles every gradient, that
+anomaly mode changes nothing on finite graphs, and that a hook rescaling one value's gradient acts as
+a rescaled branch; random recurrent stacks (RNN/LSTM/GRU) are checked for input, state and weights.
 
 A detached value or a ``no_grad`` island is a constant for the gradient, so during the finite
 differences it is frozen at the value it had at the unperturbed point (that is what its gradient of
 zero means); the same holds for the data-dependent choice of squashing a value that grew large.
 
 Sizes follow the hypothesis profile: ``CI=true`` runs the small "ci" profile, and
-``HYPOTHESIS_PROFILE=long`` fuzzes for hours. The number of graphs checked is printed at the end
+``HYPOTHESIS_PROFILE=long`` checks tens of thousands of graphs. The number of graphs checked is printed at the end
 (``pytest -s``).
 """
 
