@@ -14,8 +14,8 @@ differences it is frozen at the value it had at the unperturbed point (that is w
 zero means); the same holds for the data-dependent choice of squashing a value that grew large.
 
 Sizes follow the hypothesis profile: ``CI=true`` runs the small "ci" profile, and
-``HYPOTHESIS_PROFILE=long`` checks tens of thousands of graphs. The number of graphs checked is printed at the end
-(``pytest -s``).
+``HYPOTHESIS_PROFILE=long`` checks tens of thousands of graphs. The number of graphs checked is
+printed at the end (``pytest -s``).
 """
 
 from __future__ import annotations
