@@ -123,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clip", type=float, default=1.0, help="max gradient norm")
     parser.add_argument("--eval-every", type=int, default=200, help="updates between validations")
     parser.add_argument("--eval-chars", type=int, default=20000, help="held-out chars per periodic check")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=200, help="updates between checkpoints (0: only at the end)"
+    )
     parser.add_argument("--sample-every", type=int, default=400, help="updates between samples")
     parser.add_argument("--sample-chars", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=0.7)
@@ -221,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
                         f"held-out {valid_bits:.3f} bits/char (unigram {unigram:.3f})"
                     )
                     window = []
+                if args.checkpoint_every and meta["step"] % args.checkpoint_every == 0:
+                    # A crash or a kill then loses at most this many updates, never the last checkpoint:
+                    # tg.save replaces the file atomically.
+                    meta["seconds"] = time.perf_counter() - started
+                    save_checkpoint(checkpoint_path, model, optimizer, vocab, meta)
                 if args.sample_every and meta["step"] % args.sample_every == 0:
                     text_out = sample(model, vocab, "The ", args.sample_chars, args.temperature, meta["step"])
                     progress.write(f"--- sample (temperature {args.temperature}) ---\n{text_out}\n---")

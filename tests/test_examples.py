@@ -155,6 +155,29 @@ def test_char_lstm_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert "Traceback" not in output
 
 
+def test_char_lstm_killed_mid_run_keeps_its_last_periodic_checkpoint(tmp_path):
+    environment = dict(os.environ, MPLBACKEND="Agg", OPENBLAS_NUM_THREADS="1")
+    command = [
+        sys.executable, str(EXAMPLES / "char_lstm.py"), *TINY_CHAR_MODEL,
+        "--steps", "100000", "--checkpoint-every", "2", "--out", str(tmp_path),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
+    checkpoint = tmp_path / "checkpoint.npz"
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.05)
+        assert checkpoint.exists(), "no periodic checkpoint was written"
+        time.sleep(0.5)  # let it train (and perhaps rewrite the checkpoint) a little longer
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    step = tg.load(checkpoint)["meta"]["step"]
+    assert step > 0 and step % 2 == 0
+
+
 def test_examples_on_cuda_run_there_or_say_what_is_missing(tmp_path):
     command = [
         sys.executable,
