@@ -171,8 +171,9 @@ def main() -> None:
     # machine do not dominate the times (memory does not depend on it). Override by setting it.
     environment = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
     measure = "tracemalloc" if args.device == "cpu" else f"CuPy pool on {args.device}"
+    clock = "CPU" if args.device == "cpu" else "wall"
     print(
-        f"peak memory of one update ({measure}, MiB) and its time (ms, median of {repeat}); tanh RNN "
+        f"peak memory of one update ({measure}, MiB) and its {clock} time (ms, median of {repeat}); tanh RNN "
         f"I={INPUT} H={HIDDEN} O={OUTPUT} B={BATCH} float32; truncated k2={WINDOW}; "
         f"recompute every ceil(sqrt(T)) steps; BLAS threads {environment['OPENBLAS_NUM_THREADS']}"
     )
