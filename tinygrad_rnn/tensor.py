@@ -296,27 +296,11 @@ class Tensor:
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
         """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``; differentiable; a no-op when
         nothing changes."""
-        target_device, dtype = None, kwargs.pop("dtype", None)
-        target_device = kwargs.pop("device", None)
-        # Accepted for PyTorch code: copies here are synchronous, and a move always makes new storage.
-        kwargs.pop("non_blocking", None)
-        kwargs.pop("copy", None)
-        if kwargs:
-            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
-        for arg in args:
-            if isinstance(arg, str | backend.Device):
-                target_device = arg
-            elif isinstance(arg, Tensor):
-                target_device, dtype = arg.device, arg.dtype
-            else:
-                dtype = arg
+        dev, dtype = to_arguments("to", args, kwargs)
         out = self
-        if target_device is not None:
-            dev = backend.device(target_device)
-            if dev != self.device:
-                backend.xp_for(dev)  # raises the clear error when CUDA is missing
-                out = ops.ToDevice.apply(out, device=dev)
-        if dtype is not None and backend.as_dtype(dtype) != out.dtype:
+        if dev is not None and dev != self.device:
+            out = ops.ToDevice.apply(out, device=dev)
+        if dtype is not None and dtype != out.dtype:
             out = out.type(dtype)
         return out
 
@@ -908,6 +892,28 @@ autograd._make = Tensor._make  # the tape's fast path calls it once per op
 
 
 # ---- argument checks -------------------------------------------------------------------------------
+
+
+def to_arguments(name: str, args: tuple, kwargs: dict) -> tuple[backend.Device | None, Any]:
+    """Parse PyTorch's ``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(other_tensor)`` forms
+    (and ``device=``/``dtype=`` keywords) into a checked device and dtype, either of them None."""
+    target_device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    # Accepted for PyTorch code: copies here are synchronous, and a move always makes new storage.
+    kwargs.pop("non_blocking", None)
+    kwargs.pop("copy", None)
+    if kwargs:
+        raise TypeError(f"{name}() got unexpected arguments {sorted(kwargs)}")
+    for arg in args:
+        if isinstance(arg, str | backend.Device):
+            target_device = arg
+        elif isinstance(arg, Tensor):
+            target_device, dtype = arg.device, arg.dtype
+        else:
+            dtype = arg
+    dev = None if target_device is None else backend.device(target_device)
+    if dev is not None:
+        backend.xp_for(dev)  # the clear error when CUDA is missing, before anything moves
+    return dev, None if dtype is None else backend.as_dtype(dtype)
 
 
 def _dim(dim: Any, ndim: int, name: str, shape: tuple | None = None) -> int:

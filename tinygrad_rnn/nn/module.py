@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import backend
 from ..autograd import no_grad
-from ..tensor import Tensor
+from ..tensor import Tensor, to_arguments
 
 
 class Parameter(Tensor):
@@ -303,24 +303,9 @@ class Module:
     def to(self, *args: Any, **kwargs: Any) -> Module:
         """``to(device)``, ``to(dtype)`` or ``to(device, dtype)``: move or convert every parameter and
         buffer in place (floating dtypes only are converted); returns self."""
-        target_device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        kwargs.pop("non_blocking", None)  # accepted for PyTorch code; copies here are synchronous
-        if kwargs:
-            raise TypeError(f"Module.to() got unexpected arguments {sorted(kwargs)}")
-        for arg in args:
-            if isinstance(arg, str | backend.Device):
-                target_device = arg
-            elif isinstance(arg, Tensor):
-                target_device, dtype = arg.device, arg.dtype
-            else:
-                dtype = arg
-        dev = None if target_device is None else backend.device(target_device)
-        if dev is not None:
-            backend.xp_for(dev)  # the clear error when CUDA is missing, before anything moves
-        if dtype is not None:
-            dtype = backend.as_dtype(dtype)
-            if dtype.kind != "f":
-                raise TypeError(f"Module.to() only accepts floating dtypes, got {dtype}")
+        dev, dtype = to_arguments("Module.to", args, kwargs)
+        if dtype is not None and dtype.kind != "f":
+            raise TypeError(f"Module.to() only accepts floating dtypes, got {dtype}")
 
         def convert(array: Any) -> Any:
             if dev is not None:
