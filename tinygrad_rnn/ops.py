@@ -371,7 +371,9 @@ class AddMatMul(MatMul):
             raise ValueError("AddMatMul: both matmul operands must have at least one dimension")
         ctx.save_for_backward(a, b)
         out = a @ b
-        if c.shape == out.shape and c.dtype == out.dtype:
+        # Add in place when c fits inside the product's shape (c itself, or a bias row): the product
+        # is a fresh buffer nobody else holds.
+        if c.dtype == out.dtype and c.ndim <= out.ndim and c.shape == out.shape[out.ndim - c.ndim :]:
             out += c
             return out
         return out + c
