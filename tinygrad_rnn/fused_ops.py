@@ -23,11 +23,13 @@ xp_of = backend.get_array_module
 
 
 def _sigmoid(x: Any) -> Any:
-    """σ(x) without overflow: with e = exp(-|x|), σ = 1/(1+e) for x >= 0 and e/(1+e) otherwise."""
-    xp = xp_of(x)
-    e = xp.exp(-xp.abs(x))
-    r = 1 / (1 + e)
-    return xp.where(x >= 0, r, e * r)
+    """σ(x) = ½(1 + tanh(x/2)): the same function, no overflow for any x, and one new array written
+    in place four times instead of the two-sided form's six passes (measured on the GRU step)."""
+    out = x * 0.5
+    xp_of(x).tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
 
 
 def _split(array: Any, parts: int) -> list:
