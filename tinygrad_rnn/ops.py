@@ -3,6 +3,11 @@
 Both work on raw backend arrays; ``xp`` is NumPy or CuPy, found from the arrays themselves, so the
 same code runs on either. ``g`` is always the gradient of the loss with respect to the op's output.
 Gradients may be returned in a broadcast shape: the tape reduces them (``autograd.unbroadcast``).
+
+This module holds the arithmetic (elementwise, matrix products, reductions, softmax, dropout). The
+ops that move, select, join and split elements are in ``shape_ops.py``, the lookup and loss ops in
+``loss_ops.py``, the fused recurrent-cell ops in ``fused_ops.py``; all are re-exported here, so every
+op is ``ops.<Name>``.
 """
 
 from __future__ import annotations
@@ -13,6 +18,19 @@ from . import autograd, backend
 from .autograd import Function, OuterProductSum
 from .fused_ops import GRUCellPointwise as GRUCellPointwise
 from .fused_ops import LSTMCellPointwise as LSTMCellPointwise
+from .loss_ops import CrossEntropy as CrossEntropy
+from .loss_ops import Embedding as Embedding
+from .loss_ops import NLLLoss as NLLLoss
+from .loss_ops import Softplus as Softplus
+from .shape_ops import Cat as Cat
+from .shape_ops import Expand as Expand
+from .shape_ops import Gather as Gather
+from .shape_ops import GetItem as GetItem
+from .shape_ops import Permute as Permute
+from .shape_ops import Reshape as Reshape
+from .shape_ops import Split as Split
+from .shape_ops import Stack as Stack
+from .shape_ops import Unbind as Unbind
 
 xp_of = backend.get_array_module
 
@@ -521,173 +539,6 @@ class LogSoftmax(Function):
         return g - xp_of(g).exp(out) * g.sum(axis=ctx.dim, keepdims=True)
 
 
-# ---- movement ----------------------------------------------------------------------------------------
-
-
-class Reshape(Function):
-    """out = x with a new shape (same elements, row-major order);  dx = g reshaped back."""
-
-    def forward(ctx, x, shape):
-        ctx.shape = x.shape
-        return x.reshape(shape)
-
-    def backward(ctx, g):
-        return g.reshape(ctx.shape)
-
-
-class Permute(Function):
-    """out = x with its axes reordered by ``dims``;  dx = g with the inverse permutation."""
-
-    def forward(ctx, x, dims):
-        ctx.inverse = tuple(sorted(range(len(dims)), key=dims.__getitem__))
-        return x.transpose(dims)
-
-    def backward(ctx, g):
-        return g.transpose(ctx.inverse)
-
-
-class Expand(Function):
-    """out = x broadcast to ``shape`` (a view, no copy);  dx = g summed over the stretched axes,
-    which the tape's unbroadcast does."""
-
-    def forward(ctx, x, shape):
-        return xp_of(x).broadcast_to(x, shape)
-
-    def backward(ctx, g):
-        return g
-
-
-def _basic_index(index: Any) -> bool:
-    """True when ``index`` selects without integer or boolean arrays (so no element repeats)."""
-    items = index if isinstance(index, tuple) else (index,)
-    return all(i is None or i is Ellipsis or isinstance(i, int | slice) for i in items)
-
-
-class GetItem(Function):
-    """out = x[index];  dx = zeros with g added at the selected positions (repeats accumulate)."""
-
-    def forward(ctx, x, index):
-        ctx.index, ctx.shape, ctx.dtype = index, x.shape, x.dtype
-        return x[index]
-
-    def backward(ctx, g):
-        grad = xp_of(g).zeros(ctx.shape, dtype=g.dtype)
-        if _basic_index(ctx.index):
-            grad[ctx.index] = g
-        else:
-            backend.scatter_add(grad, ctx.index, g)
-        return grad
-
-
-class Gather(Function):
-    """out[..., i, ...] = x[..., index[..., i, ...], ...] along ``dim`` (``torch.gather``);
-    dx = zeros with g scattered back to the gathered positions (repeats accumulate)."""
-
-    def forward(ctx, x, index, dim):
-        xp = xp_of(x)
-        ctx.dim, ctx.shape = dim, x.shape
-        ctx.save_for_backward(index)
-        return xp.take_along_axis(x, index, axis=dim)
-
-    def backward(ctx, g):
-        (index,) = ctx.saved
-        xp = xp_of(g)
-        grad = xp.zeros(ctx.shape, dtype=g.dtype)
-        # An open grid of positions along every other axis (CuPy's indices has no sparse=True).
-        positions = [
-            xp.arange(n).reshape(tuple(n if k == axis else 1 for k in range(index.ndim)))
-            for axis, n in enumerate(index.shape)
-        ]
-        positions[ctx.dim] = index
-        backend.scatter_add(grad, tuple(positions), g)
-        return None if not ctx.needs_input_grad[0] else grad, None
-
-    # ``index`` is passed as a non-differentiable Tensor, so the tape expects two gradients.
-
-
-class Cat(Function):
-    """out = the inputs joined along ``dim``;  each input's gradient is its slice of g."""
-
-    def forward(ctx, *arrays, dim):
-        ctx.dim = dim
-        ctx.bounds = []
-        start = 0
-        for a in arrays:
-            ctx.bounds.append((start, start + a.shape[dim]))
-            start += a.shape[dim]
-        return xp_of(arrays[0]).concatenate(arrays, axis=dim)
-
-    def backward(ctx, g):
-        prefix = (slice(None),) * (ctx.dim % g.ndim)
-        return tuple(
-            g[(*prefix, slice(lo, hi))] if need else None
-            for (lo, hi), need in zip(ctx.bounds, ctx.needs_input_grad)
-        )
-
-
-class Stack(Function):
-    """out = the inputs stacked along a new axis ``dim``;  input i's gradient is g's slice i there."""
-
-    def forward(ctx, *arrays, dim):
-        ctx.dim = dim
-        return xp_of(arrays[0]).stack(arrays, axis=dim)
-
-    def backward(ctx, g):
-        prefix = (slice(None),) * ctx.dim
-        return tuple(g[(*prefix, i)] if need else None for i, need in enumerate(ctx.needs_input_grad))
-
-
-class Split(Function):
-    """outs = x cut into consecutive pieces of the given sizes along ``dim`` (``split``, ``chunk``).
-
-    The backward pass writes every piece's gradient into one buffer of x's shape (pieces that got no
-    gradient stay zero), so splitting a sequence into T steps costs O(T), not O(T²).
-    """
-
-    def forward(ctx, x, sizes, dim):
-        ctx.dim, ctx.shape = dim, x.shape
-        prefix = (slice(None),) * dim
-        ctx.slices = []
-        start = 0
-        for size in sizes:
-            ctx.slices.append((*prefix, slice(start, start + size)))
-            start += size
-        return tuple(x[s] for s in ctx.slices)
-
-    def backward(ctx, *grads):
-        grad = xp_of(next(g for g in grads if g is not None)).zeros(ctx.shape, dtype=_dtype_of(grads))
-        for s, g in zip(ctx.slices, grads):
-            if g is not None:
-                grad[s] = g
-        return grad
-
-
-class Unbind(Function):
-    """outs = the slices of x along ``dim`` (that axis removed);  one gradient buffer, as in Split."""
-
-    def forward(ctx, x, dim):
-        ctx.dim, ctx.shape = dim, x.shape
-        xp = xp_of(x)
-        moved = xp.moveaxis(x, dim, 0) if dim else x
-        return tuple(moved[i] for i in range(x.shape[dim]))
-
-    def backward(ctx, *grads):
-        xp = xp_of(next(g for g in grads if g is not None))
-        if all(g is not None for g in grads):
-            # Every step has a gradient (a full recurrent pass): one stack, no zero fill, no loop.
-            return xp.stack(grads, axis=ctx.dim)
-        grad = xp.zeros(ctx.shape, dtype=_dtype_of(grads))
-        moved = xp.moveaxis(grad, ctx.dim, 0) if ctx.dim else grad
-        for i, g in enumerate(grads):
-            if g is not None:
-                moved[i] = g
-        return grad
-
-
-def _dtype_of(grads: tuple) -> Any:
-    return next(g for g in grads if g is not None).dtype
-
-
 # ---- random --------------------------------------------------------------------------------------------
 
 
@@ -703,156 +554,3 @@ class Dropout(Function):
 
     def backward(ctx, g):
         return g * ctx.saved[0]
-
-
-# ---- lookup and losses ---------------------------------------------------------------------------------
-
-
-class Embedding(Function):
-    """out[..., :] = weight[indices[...], :] (row lookup);  dweight = g scattered back to the looked-up
-    rows (repeats accumulate), with the row ``padding_idx`` (if any) getting no gradient."""
-
-    def forward(ctx, weight, indices, padding_idx):
-        ctx.shape, ctx.padding_idx = weight.shape, padding_idx
-        ctx.indices = indices
-        return weight[indices]
-
-    def backward(ctx, g):
-        grad = xp_of(g).zeros(ctx.shape, dtype=g.dtype)
-        backend.scatter_add(grad, ctx.indices, g)
-        if ctx.padding_idx is not None:
-            grad[ctx.padding_idx] = 0
-        return grad
-
-
-class Softplus(Function):
-    """out = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) (no overflow);  dx = g * σ(x)."""
-
-    def forward(ctx, x):
-        xp = xp_of(x)
-        ctx.save_for_backward(x)
-        return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
-
-    def backward(ctx, g):
-        return g * stable_sigmoid(ctx.saved[0])
-
-
-def _class_rows(x: Any) -> Any:
-    """(C,) -> (1, C); (N, C) as is; (N, C, d1, ...) -> (N·d1·..., C): one row of class scores per target."""
-    if x.ndim == 1:
-        return x[None, :]
-    if x.ndim == 2:
-        return x
-    return xp_of(x).moveaxis(x, 1, -1).reshape(-1, x.shape[1])
-
-
-def _class_unrows(rows: Any, shape: tuple) -> Any:
-    """Inverse of :func:`_class_rows` for a gradient."""
-    if len(shape) <= 2:
-        return rows.reshape(shape)
-    moved = rows.reshape((shape[0], *shape[2:], shape[1]))
-    return xp_of(rows).moveaxis(moved, -1, 1)
-
-
-def _picked(ctx: Any, log_probs: Any, target: Any, weight: Any, ignore_index: int) -> Any:
-    """Per-row -w[t]·log p[t] (zero where t == ignore_index); keeps on ctx what the backward needs."""
-    xp = xp_of(log_probs)
-    t = target.reshape(-1)
-    valid = t != ignore_index
-    ctx.safe = xp.where(valid, t, 0)
-    ctx.rows = xp.arange(t.shape[0])
-    ctx.valid = valid.astype(log_probs.dtype)
-    ctx.weight_t = ctx.valid if weight is None else weight[ctx.safe].astype(log_probs.dtype) * ctx.valid
-    return -log_probs[ctx.rows, ctx.safe] * ctx.weight_t
-
-
-def _reduce_rows(ctx: Any, losses: Any, reduction: str, target_shape: tuple) -> Any:
-    ctx.reduction, ctx.target_shape = reduction, target_shape
-    if reduction == "none":
-        return losses.reshape(target_shape)
-    if reduction == "sum":
-        return losses.sum()
-    # Mean over the weights of the non-ignored targets, as PyTorch: 0/0 = nan when all are ignored,
-    # which is the documented result, so NumPy's warning about it is silenced.
-    ctx.denominator = ctx.weight_t.sum()
-    errstate = getattr(xp_of(losses), "errstate", None)
-    if errstate is None:
-        return losses.sum() / ctx.denominator
-    with errstate(invalid="ignore", divide="ignore"):
-        return losses.sum() / ctx.denominator
-
-
-def _row_scale(ctx: Any, g: Any) -> Any:
-    """The upstream gradient of each row's loss."""
-    if ctx.reduction == "none":
-        return g.reshape(-1)
-    if ctx.reduction == "sum":
-        return g
-    # Every row is ignored when the denominator is 0: their gradients are zero, as in PyTorch, not 0·∞.
-    denominator = ctx.denominator
-    return g / xp_of(g).where(denominator == 0, 1, denominator)
-
-
-class NLLLoss(Function):
-    """loss_i = -w[t_i] · x[i, t_i] over rows of log-probabilities x (class axis 1), reduced by
-    ``reduction`` (mean divides by Σ w[t_i] over non-ignored rows);  dx[i, t_i] = -w[t_i] · g_i."""
-
-    def forward(ctx, x, target, weight, ignore_index, reduction):
-        ctx.shape = x.shape
-        losses = _picked(ctx, _class_rows(x), target, weight, ignore_index)
-        return _reduce_rows(ctx, losses, reduction, target.shape)
-
-    def backward(ctx, g):
-        xp = xp_of(g)
-        scale = _row_scale(ctx, g) * ctx.weight_t
-        grad = xp.zeros((ctx.rows.shape[0], ctx.shape[0] if len(ctx.shape) == 1 else ctx.shape[1]), g.dtype)
-        grad[ctx.rows, ctx.safe] = -scale
-        return _class_unrows(grad, ctx.shape)
-
-
-class CrossEntropy(Function):
-    """Fused log-softmax + negative log-likelihood over class axis 1 (one node instead of several).
-
-    With log p = x - logsumexp(x) per row, w the class weights (ones when None), ε the label smoothing
-    and C the number of classes: loss_i = (1-ε) w[t_i](-log p[i, t_i]) + (ε/C) Σ_c w_c(-log p[i, c]),
-    zero for rows with t_i == ignore_index; mean divides by Σ w[t_i] over non-ignored rows.
-    Gradient: dx_i = g_i [(1-ε) w[t_i] (p_i - onehot(t_i)) + (ε/C)(Σ_c w_c · p_i - w)].
-
-    The forward pass keeps e = exp(x - max) and its row sums, never the full log p: the backward pass
-    is then one scaled copy of e (p = e / Σe) plus a scatter at the targets.
-    """
-
-    def forward(ctx, x, target, weight, ignore_index, reduction, label_smoothing):
-        xp = xp_of(x)
-        ctx.shape, ctx.smoothing = x.shape, label_smoothing
-        rows = _class_rows(x)
-        shifted = rows - rows.max(axis=1, keepdims=True)
-        ctx.exp = xp.exp(shifted)
-        ctx.total = ctx.exp.sum(axis=1)
-        log_total = xp.log(ctx.total)
-        # -log p[i, t] = log Σe - shifted[i, t]
-        losses = _picked(ctx, shifted, target, weight, ignore_index) + log_total * ctx.weight_t
-        ctx.class_weight = None if weight is None else weight.astype(x.dtype)
-        if label_smoothing:
-            classes = rows.shape[1]
-            if weight is None:
-                smooth = classes * log_total - shifted.sum(axis=1)
-            else:
-                smooth = ctx.class_weight.sum() * log_total - shifted @ ctx.class_weight
-            losses = (1 - label_smoothing) * losses + (label_smoothing / classes) * smooth * ctx.valid
-        return _reduce_rows(ctx, losses, reduction, target.shape)
-
-    def backward(ctx, g):
-        scale = _row_scale(ctx, g)
-        nll_scale = (1 - ctx.smoothing) * scale * ctx.weight_t
-        probability_scale = nll_scale
-        if ctx.smoothing:
-            classes = ctx.exp.shape[1]
-            w = ctx.class_weight
-            smooth_scale = (ctx.smoothing / classes) * scale * ctx.valid
-            probability_scale = nll_scale + smooth_scale * (classes if w is None else w.sum())
-        grad = ctx.exp * (probability_scale / ctx.total)[:, None]
-        grad[ctx.rows, ctx.safe] -= nll_scale
-        if ctx.smoothing:
-            grad -= smooth_scale[:, None] if w is None else smooth_scale[:, None] * w
-        return _class_unrows(grad, ctx.shape)

@@ -1,0 +1,166 @@
+"""Ops for lookups and losses: embedding rows, softplus, negative log-likelihood and a fused
+cross-entropy (one node instead of log_softmax + pick + reduce), each a ``Function`` with its gradient.
+
+Part of the op set that ``tinygrad_rnn.ops`` gathers; see its docstring for the conventions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import backend
+from .autograd import Function
+
+xp_of = backend.get_array_module
+
+
+class Embedding(Function):
+    """out[..., :] = weight[indices[...], :] (row lookup);  dweight = g scattered back to the looked-up
+    rows (repeats accumulate), with the row ``padding_idx`` (if any) getting no gradient."""
+
+    def forward(ctx, weight, indices, padding_idx):
+        ctx.shape, ctx.padding_idx = weight.shape, padding_idx
+        ctx.indices = indices
+        return weight[indices]
+
+    def backward(ctx, g):
+        grad = xp_of(g).zeros(ctx.shape, dtype=g.dtype)
+        backend.scatter_add(grad, ctx.indices, g)
+        if ctx.padding_idx is not None:
+            grad[ctx.padding_idx] = 0
+        return grad
+
+
+class Softplus(Function):
+    """out = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) (no overflow);  dx = g * σ(x)."""
+
+    def forward(ctx, x):
+        xp = xp_of(x)
+        ctx.save_for_backward(x)
+        return xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+    def backward(ctx, g):
+        x = ctx.saved[0]
+        xp = xp_of(x)
+        return g * xp.exp(-xp.logaddexp(0, -x))  # σ(x) = exp(-softplus(-x)), exact and finite
+
+
+def _class_rows(x: Any) -> Any:
+    """(C,) -> (1, C); (N, C) as is; (N, C, d1, ...) -> (N·d1·..., C): one row of class scores per target."""
+    if x.ndim == 1:
+        return x[None, :]
+    if x.ndim == 2:
+        return x
+    return xp_of(x).moveaxis(x, 1, -1).reshape(-1, x.shape[1])
+
+
+def _class_unrows(rows: Any, shape: tuple) -> Any:
+    """Inverse of :func:`_class_rows` for a gradient."""
+    if len(shape) <= 2:
+        return rows.reshape(shape)
+    moved = rows.reshape((shape[0], *shape[2:], shape[1]))
+    return xp_of(rows).moveaxis(moved, -1, 1)
+
+
+def _picked(ctx: Any, log_probs: Any, target: Any, weight: Any, ignore_index: int) -> Any:
+    """Per-row -w[t]·log p[t] (zero where t == ignore_index); keeps on ctx what the backward needs."""
+    xp = xp_of(log_probs)
+    t = target.reshape(-1)
+    valid = t != ignore_index
+    ctx.safe = xp.where(valid, t, 0)
+    ctx.rows = xp.arange(t.shape[0])
+    ctx.valid = valid.astype(log_probs.dtype)
+    ctx.weight_t = ctx.valid if weight is None else weight[ctx.safe].astype(log_probs.dtype) * ctx.valid
+    return -log_probs[ctx.rows, ctx.safe] * ctx.weight_t
+
+
+def _reduce_rows(ctx: Any, losses: Any, reduction: str, target_shape: tuple) -> Any:
+    ctx.reduction, ctx.target_shape = reduction, target_shape
+    if reduction == "none":
+        return losses.reshape(target_shape)
+    if reduction == "sum":
+        return losses.sum()
+    # Mean over the weights of the non-ignored targets, as PyTorch: 0/0 = nan when all are ignored,
+    # which is the documented result, so NumPy's warning about it is silenced.
+    ctx.denominator = ctx.weight_t.sum()
+    errstate = getattr(xp_of(losses), "errstate", None)
+    if errstate is None:
+        return losses.sum() / ctx.denominator
+    with errstate(invalid="ignore", divide="ignore"):
+        return losses.sum() / ctx.denominator
+
+
+def _row_scale(ctx: Any, g: Any) -> Any:
+    """The upstream gradient of each row's loss."""
+    if ctx.reduction == "none":
+        return g.reshape(-1)
+    if ctx.reduction == "sum":
+        return g
+    # Every row is ignored when the denominator is 0: their gradients are zero, as in PyTorch, not 0·∞.
+    denominator = ctx.denominator
+    return g / xp_of(g).where(denominator == 0, 1, denominator)
+
+
+class NLLLoss(Function):
+    """loss_i = -w[t_i] · x[i, t_i] over rows of log-probabilities x (class axis 1), reduced by
+    ``reduction`` (mean divides by Σ w[t_i] over non-ignored rows);  dx[i, t_i] = -w[t_i] · g_i."""
+
+    def forward(ctx, x, target, weight, ignore_index, reduction):
+        ctx.shape = x.shape
+        losses = _picked(ctx, _class_rows(x), target, weight, ignore_index)
+        return _reduce_rows(ctx, losses, reduction, target.shape)
+
+    def backward(ctx, g):
+        xp = xp_of(g)
+        scale = _row_scale(ctx, g) * ctx.weight_t
+        grad = xp.zeros((ctx.rows.shape[0], ctx.shape[0] if len(ctx.shape) == 1 else ctx.shape[1]), g.dtype)
+        grad[ctx.rows, ctx.safe] = -scale
+        return _class_unrows(grad, ctx.shape)
+
+
+class CrossEntropy(Function):
+    """Fused log-softmax + negative log-likelihood over class axis 1 (one node instead of several).
+
+    With log p = x - logsumexp(x) per row, w the class weights (ones when None), ε the label smoothing
+    and C the number of classes: loss_i = (1-ε) w[t_i](-log p[i, t_i]) + (ε/C) Σ_c w_c(-log p[i, c]),
+    zero for rows with t_i == ignore_index; mean divides by Σ w[t_i] over non-ignored rows.
+    Gradient: dx_i = g_i [(1-ε) w[t_i] (p_i - onehot(t_i)) + (ε/C)(Σ_c w_c · p_i - w)].
+
+    The forward pass keeps e = exp(x - max) and its row sums, never the full log p: the backward pass
+    is then one scaled copy of e (p = e / Σe) plus a scatter at the targets.
+    """
+
+    def forward(ctx, x, target, weight, ignore_index, reduction, label_smoothing):
+        xp = xp_of(x)
+        ctx.shape, ctx.smoothing = x.shape, label_smoothing
+        rows = _class_rows(x)
+        shifted = rows - rows.max(axis=1, keepdims=True)
+        ctx.exp = xp.exp(shifted)
+        ctx.total = ctx.exp.sum(axis=1)
+        log_total = xp.log(ctx.total)
+        # -log p[i, t] = log Σe - shifted[i, t]
+        losses = _picked(ctx, shifted, target, weight, ignore_index) + log_total * ctx.weight_t
+        ctx.class_weight = None if weight is None else weight.astype(x.dtype)
+        if label_smoothing:
+            classes = rows.shape[1]
+            if weight is None:
+                smooth = classes * log_total - shifted.sum(axis=1)
+            else:
+                smooth = ctx.class_weight.sum() * log_total - shifted @ ctx.class_weight
+            losses = (1 - label_smoothing) * losses + (label_smoothing / classes) * smooth * ctx.valid
+        return _reduce_rows(ctx, losses, reduction, target.shape)
+
+    def backward(ctx, g):
+        scale = _row_scale(ctx, g)
+        nll_scale = (1 - ctx.smoothing) * scale * ctx.weight_t
+        probability_scale = nll_scale
+        if ctx.smoothing:
+            classes = ctx.exp.shape[1]
+            w = ctx.class_weight
+            smooth_scale = (ctx.smoothing / classes) * scale * ctx.valid
+            probability_scale = nll_scale + smooth_scale * (classes if w is None else w.sum())
+        grad = ctx.exp * (probability_scale / ctx.total)[:, None]
+        grad[ctx.rows, ctx.safe] -= nll_scale
+        if ctx.smoothing:
+            grad -= smooth_scale[:, None] if w is None else smooth_scale[:, None] * w
+        return _class_unrows(grad, ctx.shape)

@@ -1,0 +1,179 @@
+"""Ops that move, select, join and split elements without arithmetic: reshape, permute, expand,
+indexing, gather, cat, stack, split and unbind. Each is a ``Function``; the backward pass puts the
+gradient back where the element came from (repeated indices accumulate).
+
+Part of the op set that ``tinygrad_rnn.ops`` gathers; see its docstring for the conventions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import backend
+from .autograd import Function
+
+xp_of = backend.get_array_module
+
+
+class Reshape(Function):
+    """out = x with a new shape (same elements, row-major order);  dx = g reshaped back."""
+
+    def forward(ctx, x, shape):
+        ctx.shape = x.shape
+        return x.reshape(shape)
+
+    def backward(ctx, g):
+        return g.reshape(ctx.shape)
+
+
+class Permute(Function):
+    """out = x with its axes reordered by ``dims``;  dx = g with the inverse permutation."""
+
+    def forward(ctx, x, dims):
+        ctx.inverse = tuple(sorted(range(len(dims)), key=dims.__getitem__))
+        return x.transpose(dims)
+
+    def backward(ctx, g):
+        return g.transpose(ctx.inverse)
+
+
+class Expand(Function):
+    """out = x broadcast to ``shape`` (a view, no copy);  dx = g summed over the stretched axes,
+    which the tape's unbroadcast does."""
+
+    def forward(ctx, x, shape):
+        return xp_of(x).broadcast_to(x, shape)
+
+    def backward(ctx, g):
+        return g
+
+
+def _basic_index(index: Any) -> bool:
+    """True when ``index`` selects without integer or boolean arrays (so no element repeats)."""
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, int | slice) for i in items)
+
+
+class GetItem(Function):
+    """out = x[index];  dx = zeros with g added at the selected positions (repeats accumulate)."""
+
+    def forward(ctx, x, index):
+        ctx.index, ctx.shape, ctx.dtype = index, x.shape, x.dtype
+        return x[index]
+
+    def backward(ctx, g):
+        grad = xp_of(g).zeros(ctx.shape, dtype=g.dtype)
+        if _basic_index(ctx.index):
+            grad[ctx.index] = g
+        else:
+            backend.scatter_add(grad, ctx.index, g)
+        return grad
+
+
+class Gather(Function):
+    """out[..., i, ...] = x[..., index[..., i, ...], ...] along ``dim`` (``torch.gather``);
+    dx = zeros with g scattered back to the gathered positions (repeats accumulate)."""
+
+    def forward(ctx, x, index, dim):
+        xp = xp_of(x)
+        ctx.dim, ctx.shape = dim, x.shape
+        ctx.save_for_backward(index)
+        return xp.take_along_axis(x, index, axis=dim)
+
+    def backward(ctx, g):
+        (index,) = ctx.saved
+        xp = xp_of(g)
+        grad = xp.zeros(ctx.shape, dtype=g.dtype)
+        # An open grid of positions along every other axis (CuPy's indices has no sparse=True).
+        positions = [
+            xp.arange(n).reshape(tuple(n if k == axis else 1 for k in range(index.ndim)))
+            for axis, n in enumerate(index.shape)
+        ]
+        positions[ctx.dim] = index
+        backend.scatter_add(grad, tuple(positions), g)
+        return None if not ctx.needs_input_grad[0] else grad, None
+
+    # ``index`` is passed as a non-differentiable Tensor, so the tape expects two gradients.
+
+
+class Cat(Function):
+    """out = the inputs joined along ``dim``;  each input's gradient is its slice of g."""
+
+    def forward(ctx, *arrays, dim):
+        ctx.dim = dim
+        ctx.bounds = []
+        start = 0
+        for a in arrays:
+            ctx.bounds.append((start, start + a.shape[dim]))
+            start += a.shape[dim]
+        return xp_of(arrays[0]).concatenate(arrays, axis=dim)
+
+    def backward(ctx, g):
+        prefix = (slice(None),) * (ctx.dim % g.ndim)
+        return tuple(
+            g[(*prefix, slice(lo, hi))] if need else None
+            for (lo, hi), need in zip(ctx.bounds, ctx.needs_input_grad)
+        )
+
+
+class Stack(Function):
+    """out = the inputs stacked along a new axis ``dim``;  input i's gradient is g's slice i there."""
+
+    def forward(ctx, *arrays, dim):
+        ctx.dim = dim
+        return xp_of(arrays[0]).stack(arrays, axis=dim)
+
+    def backward(ctx, g):
+        prefix = (slice(None),) * ctx.dim
+        return tuple(g[(*prefix, i)] if need else None for i, need in enumerate(ctx.needs_input_grad))
+
+
+class Split(Function):
+    """outs = x cut into consecutive pieces of the given sizes along ``dim`` (``split``, ``chunk``).
+
+    The backward pass writes every piece's gradient into one buffer of x's shape (pieces that got no
+    gradient stay zero), so splitting a sequence into T steps costs O(T), not O(T²).
+    """
+
+    def forward(ctx, x, sizes, dim):
+        ctx.dim, ctx.shape = dim, x.shape
+        prefix = (slice(None),) * dim
+        ctx.slices = []
+        start = 0
+        for size in sizes:
+            ctx.slices.append((*prefix, slice(start, start + size)))
+            start += size
+        return tuple(x[s] for s in ctx.slices)
+
+    def backward(ctx, *grads):
+        grad = xp_of(next(g for g in grads if g is not None)).zeros(ctx.shape, dtype=_dtype_of(grads))
+        for s, g in zip(ctx.slices, grads):
+            if g is not None:
+                grad[s] = g
+        return grad
+
+
+class Unbind(Function):
+    """outs = the slices of x along ``dim`` (that axis removed);  one gradient buffer, as in Split."""
+
+    def forward(ctx, x, dim):
+        ctx.dim, ctx.shape = dim, x.shape
+        xp = xp_of(x)
+        moved = xp.moveaxis(x, dim, 0) if dim else x
+        return tuple(moved[i] for i in range(x.shape[dim]))
+
+    def backward(ctx, *grads):
+        xp = xp_of(next(g for g in grads if g is not None))
+        if all(g is not None for g in grads):
+            # Every step has a gradient (a full recurrent pass): one stack, no zero fill, no loop.
+            return xp.stack(grads, axis=ctx.dim)
+        grad = xp.zeros(ctx.shape, dtype=_dtype_of(grads))
+        moved = xp.moveaxis(grad, ctx.dim, 0) if ctx.dim else grad
+        for i, g in enumerate(grads):
+            if g is not None:
+                moved[i] = g
+        return grad
+
+
+def _dtype_of(grads: tuple) -> Any:
+    return next(g for g in grads if g is not None).dtype
