@@ -326,6 +326,15 @@ class ToDevice(Function):
 # ---- matrix product ------------------------------------------------------------------------------------
 
 
+def _matmul(a: Any, b: Any) -> Any:
+    """``a @ b``, with the leading axes of a stacked ``a`` folded into the rows when ``b`` is a matrix:
+    NumPy's matmul runs one small product per leading index, one large product is up to 2x faster
+    (a read-out applied to the (T, B, H) states of a whole sequence)."""
+    if a.ndim > 2 and b.ndim == 2:
+        return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[-1])
+    return a @ b
+
+
 class MatMul(Function):
     """out = a @ b (1-D, 2-D or batched with broadcasting, as ``numpy.matmul``).
 
@@ -337,7 +346,7 @@ class MatMul(Function):
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError("MatMul: both operands must have at least one dimension")
         ctx.save_for_backward(a, b)
-        return a @ b
+        return _matmul(a, b)
 
     def backward(ctx, g):
         a, b = ctx.saved
@@ -361,7 +370,7 @@ class MatMul(Function):
             g2 = xp.expand_dims(g2, -1)
         da = db = None
         if ctx.needs_input_grad[0]:
-            da = g2 @ xp.swapaxes(b2, -1, -2)
+            da = _matmul(g2, xp.swapaxes(b2, -1, -2))
             if a.ndim == 1:
                 da = da.reshape(-1, a.shape[0]).sum(axis=0)
         if ctx.needs_input_grad[1]:
@@ -388,7 +397,7 @@ class AddMatMul(MatMul):
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError("AddMatMul: both matmul operands must have at least one dimension")
         ctx.save_for_backward(a, b)
-        out = a @ b
+        out = _matmul(a, b)
         # Add in place when c fits inside the product's shape (c itself, or a bias row): the product
         # is a fresh buffer nobody else holds.
         if c.dtype == out.dtype and c.ndim <= out.ndim and c.shape == out.shape[out.ndim - c.ndim :]:
