@@ -17,13 +17,10 @@ leaf's hooks, then added to ``leaf.grad``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import heapq
 import itertools
 import math
-import os
-import traceback
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -120,7 +117,7 @@ class Function:
         except (ValueError, IndexError, TypeError) as error:
             raise _explain(cls, error, datas) from None
         if _anomaly_enabled:
-            _anomaly_check_forward(ctx, out)
+            anomaly.check_forward(ctx, out)
 
         record = False
         if _grad_enabled:
@@ -370,97 +367,6 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-# ---- anomaly detection (off by default; a single flag check when off) ---------------------------------
-
-
-class detect_anomaly:
-    """Inside this block, the first NaN or Inf produced in a forward or backward pass raises.
-
-    ``with tg.autograd.detect_anomaly(): loss = model(x); loss.backward()``. Every op records, when it is
-    created, a short summary of the user's stack (the frames outside this package); a forward op whose
-    output holds NaN/Inf raises ``RuntimeError`` naming the op and that location, and so does a backward
-    function that returns a NaN/Inf gradient. ``check_nan=False`` records the locations but raises
-    nothing. Off by default: outside the block, the tape pays one flag check per op. Works as a decorator.
-    """
-
-    def __init__(self, check_nan: bool = True) -> None:
-        self.check_nan = bool(check_nan)
-
-    def __enter__(self) -> None:
-        global _anomaly_enabled, _anomaly_check_nan
-        self.previous = (_anomaly_enabled, _anomaly_check_nan)
-        _anomaly_enabled, _anomaly_check_nan = True, self.check_nan
-
-    def __exit__(self, *exc: Any) -> None:
-        global _anomaly_enabled, _anomaly_check_nan
-        _anomaly_enabled, _anomaly_check_nan = self.previous
-
-    def __call__(self, fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with detect_anomaly(self.check_nan):
-                return fn(*args, **kwargs)
-
-        return wrapper
-
-
-def set_detect_anomaly(mode: bool, check_nan: bool = True) -> None:
-    """Turn anomaly mode on or off for the rest of the program (see :class:`detect_anomaly`)."""
-    global _anomaly_enabled, _anomaly_check_nan
-    _anomaly_enabled, _anomaly_check_nan = bool(mode), bool(check_nan)
-
-
-def is_anomaly_enabled() -> bool:
-    """True inside :class:`detect_anomaly` (or after ``set_detect_anomaly(True)``)."""
-    return _anomaly_enabled
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-_ANOMALY_FRAMES = 4  # the innermost user frames kept per node: enough to find the line, cheap to store
-
-
-def _user_stack() -> list:
-    """The innermost frames of the caller's stack that lie outside this package (where the op was made)."""
-    frames = [f for f in traceback.extract_stack() if not f.filename.startswith(_PACKAGE_DIR)]
-    return frames[-_ANOMALY_FRAMES:]
-
-
-def _nonfinite(array: Any) -> str | None:
-    """'NaN' or 'Inf' when a floating array holds one, else None."""
-    if array is None or getattr(array, "dtype", None) is None or array.dtype.kind not in "fc":
-        return None
-    xp = backend.get_array_module(array)
-    if bool(xp.isfinite(array).all()):
-        return None
-    return "NaN" if bool(xp.isnan(array).any()) else "Inf"
-
-
-def _anomaly_error(ctx: Function, what: str, where: str) -> RuntimeError:
-    trace = getattr(ctx, "anomaly_trace", None)
-    created = (
-        "".join(traceback.format_list(trace)).rstrip()
-        if trace
-        else "  (unknown: the op was created outside anomaly mode)"
-    )
-    return RuntimeError(
-        f"anomaly detected: {ctx.name} produced {what} in its {where}.\n"
-        f"{ctx.name} was created at (most recent call last):\n{created}"
-    )
-
-
-def _anomaly_check_forward(ctx: Function, outputs: Any) -> None:
-    """Anomaly mode, forward: remember where ``ctx`` was created; raise if an output is NaN/Inf."""
-    with contextlib.suppress(AttributeError):  # a subclass that declares __slots__ has no room for it
-        ctx.anomaly_trace = _user_stack()
-    if not _anomaly_check_nan:
-        return
-    for i, out in enumerate(outputs if type(outputs) is tuple else (outputs,)):
-        data = out._data if isinstance(out, Tensor) else out
-        bad = _nonfinite(data)
-        if bad is not None:
-            raise _anomaly_error(ctx, bad, f"forward output {i} (shape {tuple(data.shape)})")
-
-
 # ---- broadcasting ------------------------------------------------------------------------------------
 
 
@@ -616,7 +522,7 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
             input_grads = node.backward(grad) if node.n_outputs == 1 else node.backward(*grad)
         del grad
         if _anomaly_enabled:
-            _anomaly_check_backward(node, input_grads)
+            anomaly.check_backward(node, input_grads)
         if not retain_graph:
             node.saved = None
         if type(input_grads) is not tuple:
@@ -778,15 +684,11 @@ def _check_versions(node: Function) -> None:
             )
 
 
-def _anomaly_check_backward(node: Function, input_grads: Any) -> None:
-    """Anomaly mode, backward: raise if a gradient the node returned holds NaN/Inf."""
-    if not _anomaly_check_nan:
-        return
-    for i, g in enumerate(input_grads if type(input_grads) is tuple else (input_grads,)):
-        bad = _nonfinite(g)
-        if bad is not None:
-            raise _anomaly_error(node, bad, f"backward gradient for input {i} (shape {tuple(g.shape)})")
-
-
 def numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
+
+
+# Anomaly mode lives in anomaly.py; it reads and sets the two flags above, which the tape's hot path
+# checks. Imported last because it refers back to this module.
+from . import anomaly  # noqa: E402
+from .anomaly import detect_anomaly, is_anomaly_enabled, set_detect_anomaly  # noqa: E402, F401
