@@ -94,3 +94,11 @@ from .serialization import load, save
 from .tensor import Tensor
 
 __version__ = "0.1.0"
+
+# PyTorch's short dtype names, so that `torch.long`, `torch.float`, ... port unchanged.
+float = float32
+double = float64
+half = float16
+long = int64
+int = int32
+bool = bool_

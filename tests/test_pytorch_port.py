@@ -1,0 +1,100 @@
+"""Recurrent code written for PyTorch runs after changing only its imports.
+
+``SCRIPT`` below is written the way a PyTorch user writes a truncated-BPTT language model (a Module
+subclass, ``hidden.detach()`` between chunks, cross-entropy over reshaped outputs, clipping, Adam,
+saving and loading the state dict, greedy decoding under ``no_grad``). The test runs it with the three
+PyTorch imports replaced by tinygrad_rnn's and nothing else changed.
+"""
+
+import pytest
+
+PYTORCH_IMPORTS = """\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+"""
+
+OUR_IMPORTS = """\
+import tinygrad_rnn as torch
+import tinygrad_rnn.nn as nn
+import tinygrad_rnn.nn.functional as F
+"""
+
+SCRIPT = """
+torch.manual_seed(0)
+text = "the quick brown fox jumps over the lazy dog. " * 12
+chars = sorted(set(text))
+index = {c: i for i, c in enumerate(chars)}
+data = torch.tensor([index[c] for c in text], dtype=torch.long)
+
+batch, chunk = 4, 15
+usable = (len(data) // batch) * batch
+streams = data[:usable].view(batch, -1).t().contiguous()      # (L, batch)
+
+
+class CharModel(nn.Module):
+    def __init__(self, vocab, hidden):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, 16)
+        self.lstm = nn.LSTM(16, hidden, num_layers=2, dropout=0.1)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, x, hidden=None):
+        out, hidden = self.lstm(self.embed(x), hidden)
+        return self.head(out), hidden
+
+
+model = CharModel(len(chars), 48)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+losses = []
+for epoch in range(12):
+    model.train()
+    hidden = None
+    for start in range(0, streams.size(0) - 1, chunk):
+        x = streams[start:start + chunk]
+        y = streams[start + 1:start + 1 + chunk]
+        x = x[: y.size(0)]
+        if hidden is not None:
+            hidden = tuple(h.detach() for h in hidden)
+        logits, hidden = model(x, hidden)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        optimizer.step()
+        losses.append(loss.item())
+
+torch.save(model.state_dict(), checkpoint_path)
+restored = CharModel(len(chars), 48)
+restored.load_state_dict(torch.load(checkpoint_path))
+restored.eval()
+with torch.no_grad():
+    prompt = torch.tensor([[index[c]] for c in "the quick "], dtype=torch.long)
+    logits, hidden = restored(prompt)
+    token = logits[-1].argmax(dim=-1)
+    generated = []
+    for _ in range(20):
+        generated.append(chars[int(token.item())])
+        logits, hidden = restored(token.view(1, 1), hidden)
+        token = logits[-1].argmax(dim=-1)
+    continuation = "".join(generated)
+"""
+
+
+def test_the_script_is_written_against_pytorch_imports():
+    assert SCRIPT.count("torch.") >= 8 and "tinygrad_rnn" not in SCRIPT
+
+
+def test_pytorch_style_truncated_bptt_script_runs_after_changing_only_the_imports(tmp_path):
+    namespace = {"checkpoint_path": str(tmp_path / "model.npz")}
+    exec(compile(OUR_IMPORTS + SCRIPT, "pytorch_style_script", "exec"), namespace)
+    losses = namespace["losses"]
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert first > 2.0, f"the untrained loss should be near log(vocab), got {first:.3f}"
+    assert last < 0.4 * first, f"loss went from {first:.3f} to {last:.3f}"
+    assert namespace["continuation"].startswith("brown fox"), namespace["continuation"]
+
+
+@pytest.mark.parametrize("line", PYTORCH_IMPORTS.strip().splitlines())
+def test_each_pytorch_import_has_a_counterpart(line):
+    assert line.replace("torch", "tinygrad_rnn", 1) in OUR_IMPORTS or line == "import torch"
