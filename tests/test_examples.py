@@ -76,6 +76,8 @@ def test_gradient_flow_prints_fitted_factors_and_saves_its_figures(tmp_path):
 def test_truncation_tradeoff_prints_one_row_per_task_and_setting(tmp_path):
     result = run_example("truncation_tradeoff.py", "--quick", "--out", str(tmp_path))
     assert "truncation trade-off" in result.stdout
+    assert "cos @full" in result.stdout
+    assert "note: copy: k=10 >= T=10 cuts nothing" in result.stdout
     for task in ("adding", "copy"):
         for setting in ("full", "k=10", "k=4"):
             assert re.search(rf"^\s*{task}\s+\d+\s+\S+\s+{setting}\s", result.stdout, re.MULTILINE), (
