@@ -426,16 +426,85 @@ class OuterProductSum:
     __iadd__ = __add__
 
     def materialize(self) -> Any:
-        """The sum as one array: one product of the stacked factors, plus the dense term."""
+        """The sum as one array: one product of the stacked factors, plus the dense term.
+
+        When the factors already lie end to end in a few buffers (a recurrent layer writes its states
+        and its step gradients into one (T, B, H) buffer each), each stretch is multiplied in place:
+        Σ_k a_kᵀ g_k = Σ_runs A_runᵀ G_run, with no concatenated copy of either side.
+        """
         lefts, rights = self.lefts, self.rights
         if len(lefts) == 1:
             out = lefts[0].T @ rights[0]
         else:
-            xp = backend.get_array_module(rights[0])
-            out = xp.concatenate(lefts).T @ xp.concatenate(rights)
+            out = _product_of_runs(lefts, rights)
+            if out is None:
+                xp = backend.get_array_module(rights[0])
+                out = xp.concatenate(lefts).T @ xp.concatenate(rights)
         if self.dense is not None:
             out = out + self.dense
         return out
+
+
+_MAX_RUNS = 4  # beyond this many stretches, one product of concatenated copies is faster
+
+
+def _product_of_runs(lefts: list, rights: list) -> Any:
+    """Σ_k lefts[k]ᵀ rights[k] as one product per stretch of factors that lie end to end in memory on
+    both sides, or None when there are more than ``_MAX_RUNS`` such stretches."""
+    if type(rights[0]) is not _NDARRAY or rights[0].base is None or rights[-1].base is None:
+        return None  # fresh arrays, not slots of a buffer (the common case outside recurrent layers)
+    if backend.data_address(rights[0]) > backend.data_address(rights[-1]):
+        # The walk collects the steps newest first; the buffers hold them oldest first.
+        lefts, rights = lefts[::-1], rights[::-1]
+    starts = {start for start, _ in backend.contiguous_runs(rights)}
+    if len(starts) > _MAX_RUNS:
+        return None
+    starts.update(start for start, _ in backend.contiguous_runs(lefts))
+    if len(starts) > _MAX_RUNS:
+        return None
+    bounds = [*sorted(starts), len(lefts)]
+    out = None
+    for start, stop in itertools.pairwise(bounds):
+        a = backend.join_run(lefts[start:stop])
+        g = backend.join_run(rights[start:stop])
+        product = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+        if out is None:
+            out = product
+        else:
+            out += product
+    return out
+
+
+class StepGradients:
+    """A (T, ...) buffer that the T steps of an unrolled layer write their gradients into, one slot
+    each, during one backward walk.
+
+    The steps' gradients then already form the single array that ``Unbind``'s backward would stack
+    and that the deferred weight gradient would concatenate (:class:`OuterProductSum`), so both use
+    it as it is. A walk gets its own buffer (allocated on first use, uninitialised: only written slots
+    are read), and the holder lets go of it when the walk ends, so a kept graph holds no gradient
+    memory and a second walk (``retain_graph``) never writes into arrays the first one handed out.
+    """
+
+    __slots__ = ("array", "shape", "walk")
+
+    def __init__(self, shape: tuple) -> None:
+        self.shape, self.array, self.walk = shape, None, 0
+
+    def slot(self, index: int, like: Any) -> Any:
+        """Slot ``index`` for the walk in progress (dtype and device of ``like``), or None outside one."""
+        if _walk_current == 0:
+            return None
+        if self.walk != _walk_current or self.array is None:
+            self.array = backend.get_array_module(like).empty(self.shape, like.dtype)
+            self.walk = _walk_current
+            _walk_scratch.append(self)
+        return self.array[index]
+
+
+_walk_serials = itertools.count(1)
+_walk_current = 0  # serial number of the walk in progress, 0 outside any
+_walk_scratch: list = []  # StepGradients holders that handed out a buffer in the walk in progress
 
 
 def dense(grad: Any) -> Any:
@@ -469,8 +538,23 @@ def leaf_gradients(roots: list, grad_roots: list, retain_graph: bool = False) ->
 def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
     """The backward walk from ``roots`` (tensors) seeded with ``grad_roots`` (arrays of their shapes).
 
-    Returns the summed leaf gradients as ``{id(leaf): [leaf, gradient, owned]}``.
+    Returns the summed leaf gradients as ``{id(leaf): [leaf, gradient, owned]}``. Each walk has its
+    own serial number (a walk run inside a node's backward, as ``checkpoint`` does, gets a new one and
+    restores the outer one), under which :class:`StepGradients` hands out its buffers.
     """
+    global _walk_current, _walk_scratch
+    outer = _walk_current, _walk_scratch
+    _walk_current, _walk_scratch = next(_walk_serials), []
+    try:
+        return _walk_nodes(roots, grad_roots, retain_graph)
+    finally:
+        for holder in _walk_scratch:
+            holder.array = None  # the arrays live on only in the gradients handed out
+        _walk_current, _walk_scratch = outer
+
+
+def _walk_nodes(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
+    """The body of :func:`_walk`."""
     leaf_grads: dict[int, list] = {}
     grads: dict[Function, Any] = {}
     owned: set[Function] = set()  # gradient buffers created here, safe to add into in place
@@ -572,7 +656,7 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
                 slots[index] = g if slots[index] is None else slots[index] + g
     # Nodes are popped newest first, so ``node`` is now the oldest one the walk reached.
     if node is not None and node.seq < _step_seq:
-        warnings.warn(_STALE_GRAPH + _stale_hint(node), StaleGraphWarning, stacklevel=4)
+        warnings.warn(_STALE_GRAPH + _stale_hint(node), StaleGraphWarning, stacklevel=5)
     return leaf_grads
 
 

@@ -171,6 +171,71 @@ def get_array_module(array: Any) -> Any:
     return np
 
 
+def data_address(array: Any) -> int:
+    """Where an array's first element lies in memory."""
+    if type(array) is np.ndarray:
+        return array.__array_interface__["data"][0]
+    return array.data.ptr
+
+
+def contiguous_runs(arrays: list) -> list[tuple[int, int]]:
+    """Split ``arrays`` into maximal runs ``(start, stop)`` of arrays that lie end to end in one buffer.
+
+    A run is a sequence of C-contiguous views of the same shape and dtype into one C-contiguous base
+    array, each starting where the previous one ends (the steps of a recurrent layer written into
+    one (T, ...) buffer). :func:`join_run` turns a run into one view without copying. An array that
+    is not such a view forms a run of its own; so does every CuPy array (GPU runs are not joined).
+    """
+    if type(arrays[0]) is not np.ndarray:
+        return [(i, i + 1) for i in range(len(arrays))]
+    runs = []
+    start = 0
+    previous = arrays[0]
+    base = previous.base
+    linked = base is not None and previous.flags.c_contiguous and base.flags.c_contiguous
+    end = data_address(previous) + previous.nbytes if linked else None
+    for position in range(1, len(arrays)):
+        a = arrays[position]
+        if (
+            linked
+            and a.base is base
+            and a.shape == previous.shape
+            and a.dtype == previous.dtype
+            and a.flags.c_contiguous
+            and data_address(a) == end
+        ):
+            end += a.nbytes
+            continue
+        runs.append((start, position))
+        start, previous, base = position, a, a.base
+        linked = base is not None and a.flags.c_contiguous and base.flags.c_contiguous
+        end = data_address(a) + a.nbytes if linked else None
+    runs.append((start, len(arrays)))
+    return runs
+
+
+def join_views(arrays: list) -> Any:
+    """The arrays as one (n, ...) view when they all lie end to end in one buffer, else None.
+
+    Stops at the first array that breaks the run, so a list of fresh arrays costs one check.
+    """
+    first = arrays[0]
+    if type(first) is not np.ndarray or first.base is None:
+        return None
+    runs = contiguous_runs(arrays)
+    return join_run(arrays) if runs == [(0, len(arrays))] else None
+
+
+def join_run(arrays: list) -> Any:
+    """One (n, ...) view of n arrays that :func:`contiguous_runs` found to lie end to end (no copy)."""
+    first = arrays[0]
+    if len(arrays) == 1:
+        return first[None]
+    base = first.base
+    offset = (data_address(first) - data_address(base)) // first.itemsize
+    return base.reshape(-1)[offset : offset + len(arrays) * first.size].reshape((len(arrays), *first.shape))
+
+
 def device_of(array: Any) -> Device:
     """The device an array lives on."""
     if isinstance(array, np.ndarray | np.generic):

@@ -415,24 +415,47 @@ class TanhAddMatMul(Function):
     vanilla RNN, h' = tanh(h W_hhᵀ + (W_ih x + b)), as one node instead of two.
 
     With d = g ⊙ (1 - out²): da = d @ bᵀ, db = aᵀ @ d (deferred, as :class:`MatMul`'s), dc = d.
+
+    A recurrent layer passes ``out``, slot t of a (T, B, N) buffer it allocated for its states, and
+    ``grads`` (an :class:`autograd.StepGradients`) with ``index`` t: the step writes its state into
+    that slot and, in the backward walk, d into slot t of the walk's gradient buffer. The T states and
+    the T values of d then each lie end to end in one buffer, which the deferred dW product and
+    ``Unbind``'s backward use without copying. Without them (or when the shapes or dtypes do not
+    match the slot) the op uses fresh arrays.
     """
 
-    def forward(ctx, a, b, c):
+    def forward(ctx, a, b, c, out=None, grads=None, index=0):
         if a.ndim != 2 or b.ndim != 2:
             raise ValueError(f"TanhAddMatMul: a and b must be matrices, got shapes {a.shape} and {b.shape}")
-        out = a @ b
-        if c.shape == out.shape and c.dtype == out.dtype:
+        xp = xp_of(a)
+        if (
+            out is not None
+            and a.dtype == b.dtype == c.dtype == out.dtype
+            and c.shape == out.shape == (a.shape[0], b.shape[1])
+        ):
+            xp.matmul(a, b, out=out)
             out += c
+            ctx.grads, ctx.index = grads, index
         else:
-            out = out + c
-        xp_of(out).tanh(out, out=out)  # ``out`` is this op's fresh buffer
+            out = a @ b
+            if c.shape == out.shape and c.dtype == out.dtype:
+                out += c
+            else:
+                out = out + c
+            ctx.grads = None
+        xp.tanh(out, out=out)  # ``out`` is this op's fresh buffer or its slot of the layer's
         ctx.save_for_backward(a, b, out)
         return out
 
     def backward(ctx, g):
         a, b, out = ctx.saved
-        d = out * out
-        xp_of(d).subtract(1, d, out=d)
+        xp = xp_of(out)
+        d = None if ctx.grads is None else ctx.grads.slot(ctx.index, out)
+        if d is None:
+            d = out * out
+        else:
+            xp.multiply(out, out, out=d)
+        xp.subtract(1, d, out=d)
         d *= g
         needs = ctx.needs_input_grad
         da = d @ b.T if needs[0] else None
