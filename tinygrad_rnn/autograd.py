@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
-import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -85,11 +84,6 @@ class Function:
         if self.more_parents is not None:
             return self.more_parents
         return (self.first,) if len(self.needs_input_grad) == 1 else (self.first, self.second)
-
-    @property
-    def freed(self) -> bool:
-        """True once a backward pass without ``retain_graph`` has released the saved arrays."""
-        return self.saved is None
 
     def __repr__(self) -> str:
         return f"<{self.name} node #{self.seq}>"
@@ -766,10 +760,6 @@ def _check_versions(node: Function) -> None:
                 "the gradient would be wrong. "
                 "Use an out-of-place op (e.g. x = x * 2 instead of x.mul_(2)) or clone the tensor first."
             )
-
-
-def numel(shape: tuple[int, ...]) -> int:
-    return math.prod(shape)
 
 
 # Anomaly mode lives in anomaly.py; it reads and sets the two flags above, which the tape's hot path

@@ -388,10 +388,6 @@ def as_dtype(dtype: Any) -> Any:
         raise TypeError(f"not a dtype: {dtype!r}") from error
 
 
-def is_floating(dtype: Any) -> bool:
-    return np.dtype(dtype).kind == "f"
-
-
 def get_default_dtype() -> Any:
     return _default_dtype
 
