@@ -12,8 +12,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from .. import backend
-from ..tensor import Tensor
+from ... import backend
+from ...tensor import Tensor
 
 __all__ = ["clip_grad_norm_", "clip_grad_value_"]
 
