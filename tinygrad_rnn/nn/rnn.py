@@ -30,6 +30,8 @@ from .. import autograd, backend, functions, ops
 from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
+from .packed import packed_forward
+from .utils.rnn import PackedSequence
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -312,7 +314,9 @@ class _RNNBase(Module):
         c_n = ops.Stack.apply(*final_c, dim=0) if is_lstm else None
         return layer_input, h_n, c_n
 
-    def _forward(self, input: Tensor, hx: Any) -> tuple[Tensor, Tensor, Any]:
+    def _forward(self, input: Tensor, hx: Any) -> tuple[Any, Tensor, Any]:
+        if isinstance(input, PackedSequence):
+            return packed_forward(self, input, hx)
         self._check_input(input)
         batched = input.ndim == 3
         if not batched:

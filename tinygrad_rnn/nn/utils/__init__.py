@@ -121,3 +121,7 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
         raise ValueError(f"clip_grad_value_: clip_value must be a non-negative number, got {clip_value}")
     for g in _gradients("clip_grad_value_", parameters):
         g.clamp_(-clip_value, clip_value)
+
+
+# ---- variable-length sequences (torch.nn.utils.rnn) ----
+from . import rnn  # noqa: E402
