@@ -28,25 +28,58 @@ INPUT_SIZE, HIDDEN_SIZE, BATCH, STEPS = 3, 4, 4, 5
 # (name, kind, options, lengths in batch order, enforce_sorted, initial state given)
 CASES = [
     ("rnn_tanh_unsorted", "RNN", {}, [3, 5, 1, 4], False, False),
-    ("rnn_relu_2layer_bidirectional_hx", "RNN", {"nonlinearity": "relu", "num_layers": 2, "bidirectional": True},
-     [5, 2, 4, 4], False, True),
+    (
+        "rnn_relu_2layer_bidirectional_hx",
+        "RNN",
+        {"nonlinearity": "relu", "num_layers": 2, "bidirectional": True},
+        [5, 2, 4, 4],
+        False,
+        True,
+    ),
     ("rnn_tanh_batch_first_sorted_hx", "RNN", {"batch_first": True}, [5, 4, 2, 1], True, True),
-    ("rnn_tanh_2layer_batch_first_ties", "RNN", {"num_layers": 2, "batch_first": True}, [3, 5, 3, 2], False, False),
+    (
+        "rnn_tanh_2layer_batch_first_ties",
+        "RNN",
+        {"num_layers": 2, "batch_first": True},
+        [3, 5, 3, 2],
+        False,
+        False,
+    ),
     ("lstm_unsorted_hx", "LSTM", {}, [2, 5, 3, 1], False, True),
-    ("lstm_2layer_bidirectional_batch_first", "LSTM", {"num_layers": 2, "bidirectional": True, "batch_first": True},
-     [4, 1, 5, 3], False, False),
+    (
+        "lstm_2layer_bidirectional_batch_first",
+        "LSTM",
+        {"num_layers": 2, "bidirectional": True, "batch_first": True},
+        [4, 1, 5, 3],
+        False,
+        False,
+    ),
     ("lstm_bidirectional_sorted_hx", "LSTM", {"bidirectional": True}, [5, 5, 3, 2], True, True),
     ("lstm_2layer_nobias_hx", "LSTM", {"num_layers": 2, "bias": False}, [1, 4, 2, 5], False, True),
     ("gru_2layer_unsorted_hx", "GRU", {"num_layers": 2}, [1, 3, 5, 2], False, True),
-    ("gru_bidirectional_batch_first_sorted", "GRU", {"bidirectional": True, "batch_first": True},
-     [5, 3, 3, 1], True, False),
-    ("gru_2layer_bidirectional_nobias_hx", "GRU", {"num_layers": 2, "bidirectional": True, "bias": False},
-     [2, 4, 5, 3], False, True),
+    (
+        "gru_bidirectional_batch_first_sorted",
+        "GRU",
+        {"bidirectional": True, "batch_first": True},
+        [5, 3, 3, 1],
+        True,
+        False,
+    ),
+    (
+        "gru_2layer_bidirectional_nobias_hx",
+        "GRU",
+        {"num_layers": 2, "bidirectional": True, "bias": False},
+        [2, 4, 5, 3],
+        False,
+        True,
+    ),
     ("gru_full_lengths_sorted", "GRU", {}, [5, 5, 5, 5], True, False),
 ]
 
 
-def make_case(index: int, name: str, kind: str, options: dict, lengths: list, enforce_sorted: bool, hx: bool) -> dict:
+def make_case(
+    index: int, name: str, kind: str, options: dict, lengths: list, enforce_sorted: bool, hx: bool
+) -> dict:
     rng = np.random.default_rng(index)
     torch.manual_seed(index)
     module = getattr(torch.nn, kind)(INPUT_SIZE, HIDDEN_SIZE, **options).double()

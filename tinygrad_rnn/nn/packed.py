@@ -39,7 +39,9 @@ def _step(mode: str, x: Tensor, h: Tensor, c: Tensor | None, weight_hh_t: Tensor
     return (gates.tanh() if mode == "RNN_TANH" else gates.relu()), None
 
 
-def _direction(module: Any, data: Tensor, sizes: list[int], suffix: str, reverse: bool, h0: Tensor, c0: Any) -> tuple:
+def _direction(
+    module: Any, data: Tensor, sizes: list[int], suffix: str, reverse: bool, h0: Tensor, c0: Any
+) -> tuple:
     """One layer, one direction over packed rows ``data`` (N, I); returns (outputs (N, H), h_n, c_n),
     the final states in sorted batch order."""
     params = module._parameters
@@ -100,7 +102,8 @@ def _check(module: Any, packed: PackedSequence) -> None:
         )
     if data.device != weight.device:
         raise RuntimeError(
-            f"{name}: input is on {data.device} but the parameters are on {weight.device}; move one with .to(device)"
+            f"{name}: input is on {data.device} but the parameters are on {weight.device}; "
+            "move one with .to(device)"
         )
 
 
@@ -128,7 +131,10 @@ def packed_forward(module: Any, packed: PackedSequence, hx: Any) -> tuple[Packed
         if is_lstm:
             if not isinstance(hx, tuple | list) or len(hx) != 2:
                 raise TypeError(f"{type(module).__name__}: hx must be a tuple (h_0, c_0) or None")
-            states = [module._check_hidden(hx[0], "h_0", batch, True), module._check_hidden(hx[1], "c_0", batch, True)]
+            states = [
+                module._check_hidden(hx[0], "h_0", batch, True),
+                module._check_hidden(hx[1], "c_0", batch, True),
+            ]
         else:
             states = [module._check_hidden(hx, "hx", batch, True)]
         if packed.sorted_indices is not None:

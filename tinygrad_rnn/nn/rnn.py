@@ -355,7 +355,9 @@ _LAYER_DOC = """
     layout, the top layer's hidden state at every step (both directions concatenated);
     h_n (D*L, B, H) (or (D*L, H) unbatched), the last state of every layer and direction, ordered
     layer 0 forward, layer 0 reverse, layer 1 forward, ... ``dropout`` is applied to the outputs of
-    every layer but the last, in training mode only.
+    every layer but the last, in training mode only. ``input`` may also be a ``PackedSequence``
+    (``nn.utils.rnn``): each sequence then runs to its own length only, output is a ``PackedSequence``
+    and h_n holds each sequence's state at its own last step (see ``nn/packed.py``).
 
     Parameters, per layer k and direction (``_reverse`` for the backward one): ``weight_ih_lk``
     (G*H, input_size for k = 0 else D*H), ``weight_hh_lk`` (G*H, H), ``bias_ih_lk`` and

@@ -32,7 +32,9 @@ __all__ = [
 
 _np = backend.np
 
-_PackedSequenceFields = namedtuple("PackedSequence", ["data", "batch_sizes", "sorted_indices", "unsorted_indices"])
+_PackedSequenceFields = namedtuple(
+    "PackedSequence", ["data", "batch_sizes", "sorted_indices", "unsorted_indices"]
+)
 
 
 def _int64_cpu(values: Any) -> Tensor:
@@ -166,7 +168,9 @@ def pack_padded_sequence(
     if not isinstance(input, Tensor):
         raise TypeError(f"pack_padded_sequence: input must be a Tensor, got {type(input).__name__}")
     if input.ndim < 2:
-        raise ValueError(f"pack_padded_sequence: input must have at least 2 dims (T, B, *), got {input.shape}")
+        raise ValueError(
+            f"pack_padded_sequence: input must have at least 2 dims (T, B, *), got {input.shape}"
+        )
     if input.numel() == 0:
         raise RuntimeError(f"Cannot pack empty tensors (input shape {input.shape}).")
     values = _check_lengths(lengths)
@@ -174,7 +178,8 @@ def pack_padded_sequence(
     batch, steps = input.shape[batch_dim], input.shape[time_dim]
     if values.shape[0] != batch:
         raise RuntimeError(
-            f"Expected `len(lengths)` to be equal to batch_size, but got {values.shape[0]} (batch_size={batch})"
+            "Expected `len(lengths)` to be equal to batch_size, but got "
+            f"{values.shape[0]} (batch_size={batch})"
         )
     if values.min() <= 0:
         raise RuntimeError(
@@ -274,7 +279,8 @@ def _sequence_list(name: str, sequences: Any) -> list[Tensor]:
             )
         if s.dtype != first.dtype or s.device != first.device:
             raise TypeError(
-                f"{name}: sequence {k} is {s.dtype} on {s.device}, sequence 0 is {first.dtype} on {first.device}"
+                f"{name}: sequence {k} is {s.dtype} on {s.device}, "
+                f"sequence 0 is {first.dtype} on {first.device}"
             )
     return items
 
@@ -307,10 +313,14 @@ def pad_sequence(
 def pack_sequence(sequences: Sequence[Tensor], enforce_sorted: bool = True) -> PackedSequence:
     """Pack a list of sequences (L_j, *): ``pack_padded_sequence(pad_sequence(sequences), lengths)``."""
     items = _sequence_list("pack_sequence", sequences)
-    return pack_padded_sequence(pad_sequence(items), [s.shape[0] for s in items], enforce_sorted=enforce_sorted)
+    return pack_padded_sequence(
+        pad_sequence(items), [s.shape[0] for s in items], enforce_sorted=enforce_sorted
+    )
 
 
-def unpad_sequence(padded_sequences: Tensor, lengths: Tensor | Sequence[int], batch_first: bool = False) -> list:
+def unpad_sequence(
+    padded_sequences: Tensor, lengths: Tensor | Sequence[int], batch_first: bool = False
+) -> list:
     """The list of sequences ``padded[:L_j, j]`` (``padded[j, :L_j]`` with ``batch_first``)."""
     values = _check_lengths(lengths)
     if batch_first:
