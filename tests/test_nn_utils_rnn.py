@@ -6,6 +6,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from fake_cupy import FakeArray, install
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -273,7 +274,8 @@ def test_packed_layer_equals_running_each_sequence_alone(kind, options, lengths,
     ids=[f"{name}_{'sorted' if index % 2 == 0 else 'unsorted'}" for index, name in enumerate(CONFIG_IDS)],
 )
 def test_packed_layer_gradients_match_finite_differences(kind, options, enforce_sorted):
-    model = getattr(nn, kind)(2, 2, **options, dtype=tg.float64)
+    # One hidden unit for the two-layer stacks keeps the entry-by-entry check short.
+    model = getattr(nn, kind)(2, 1 if options.get("num_layers") else 2, **options, dtype=tg.float64)
     lengths = [3, 3, 1] if enforce_sorted else [1, 3, 2]
     batch_first = options.get("batch_first", False)
     x = tg.randn(3, 3, 2, dtype=tg.float64, requires_grad=True)  # (T, B, I) or (B, T, I): both 3 x 3 x 2
@@ -317,6 +319,27 @@ def test_packed_layer_output_keeps_the_packing_and_batch_first_does_not_apply():
     )
     np.testing.assert_array_equal(output.data.numpy(), expected.data.numpy())
     np.testing.assert_array_equal(h_n.numpy(), expected_h.numpy())
+
+
+def test_packed_lstm_on_strict_cupy_matches_the_cpu(monkeypatch):
+    model = nn.LSTM(3, 2, num_layers=2, bidirectional=True, dtype=tg.float64)
+    x = tg.randn(4, 3, 3, dtype=tg.float64)
+    h0, c0 = tg.randn(4, 3, 2, dtype=tg.float64), tg.randn(4, 3, 2, dtype=tg.float64)
+
+    def run(device):
+        leaf = tg.tensor(x.numpy(), device=device, requires_grad=True)
+        packed = pack_padded_sequence(leaf, [2, 4, 1], enforce_sorted=False)
+        output, (h_n, c_n) = model.to(device)(packed, (h0.to(device), c0.to(device)))
+        padded, _ = pad_packed_sequence(output)
+        (padded.sum() + h_n.sum() + c_n.sum()).backward()
+        return padded, h_n, leaf.grad
+
+    expected = [t.numpy() for t in run("cpu")]
+    install(monkeypatch, device_count=1)  # CuPy replaced by a strict stand-in that refuses host arrays
+    got = run("cuda")
+    assert isinstance(got[0]._data, FakeArray) and isinstance(got[2]._data, FakeArray)
+    for value, reference in zip(got, expected, strict=True):
+        np.testing.assert_allclose(value.numpy(), reference, rtol=1e-12, atol=1e-12)
 
 
 # ---- errors -----------------------------------------------------------------------------------------------
