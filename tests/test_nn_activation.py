@@ -104,7 +104,7 @@ def test_inplace_writes_the_result_into_the_input_or_refuses_when_it_needs_a_gra
         F.elu(y, inplace=True)
 
 
-# ---- LayerNorm ---------------------------------------------------------------------------------------------
+# ---- LayerNorm -------------------------------------------------------------------------------------------
 
 
 @given(

@@ -36,7 +36,7 @@ def softplus(x):
 shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
 
 
-# ---- regression losses ----------------------------------------------------------------------------------
+# ---- regression losses -----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -101,7 +101,7 @@ def test_regression_losses_reject_bad_options_and_shapes():
         nn.L1Loss(reduction="avg")
 
 
-# ---- cross-entropy and NLL ----------------------------------------------------------------------------
+# ---- cross-entropy and NLL -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -160,7 +160,7 @@ def test_loss_module_weights_are_buffers_in_the_state_dict():
         nn.NLLLoss(weight=[1.0, 2.0])
 
 
-# ---- binary cross-entropy ------------------------------------------------------------------------------
+# ---- binary cross-entropy --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -208,7 +208,7 @@ def test_bce_with_logits_module_matches_bce_on_probabilities_and_uses_pos_weight
     assert math.isfinite(nn.BCEWithLogitsLoss()(tg.tensor([1e4, -1e4]), tg.tensor([0.0, 1.0])).item())
 
 
-# ---- KL divergence ----------------------------------------------------------------------------------------
+# ---- KL divergence ---------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("reduction", ["mean", "batchmean", "sum", "none"])
