@@ -205,8 +205,8 @@ def _class_target(name: str, input: Tensor, target: Any, ignore_index: int) -> T
         target = Tensor(target)
     if target.dtype.kind not in "iu":
         hint = ""
-        if target.dtype.kind == "f" and target.shape == input.shape:
-            hint = " (class-probability targets are not supported; pass class indices)"
+        if target.dtype.kind == "f" and name == "cross_entropy":
+            hint = f" (or class probabilities of the input's shape {input.shape})"
         raise TypeError(
             f"{name}: target must be an integer tensor of class indices, got {target.dtype}{hint}"
         )
@@ -274,7 +274,7 @@ def cross_entropy(
     reduction = _reduction(name, reduction, size_average, reduce)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{name}: label_smoothing must be in [0, 1], got {label_smoothing}")
-    if isinstance(target, Tensor) and target.dtype.kind == "f":
+    if isinstance(target, Tensor) and target.dtype.kind == "f" and target.shape == input.shape:
         return _cross_entropy_probabilities(input, target, weight, reduction, label_smoothing)
     target = _class_target(name, input, target, ignore_index)
     return ops.CrossEntropy.apply(
@@ -365,10 +365,6 @@ def _cross_entropy_probabilities(
     """Cross-entropy against class probabilities (see :func:`cross_entropy`); a composite of the stable
     log-softmax, so its gradient is the tape's: dx = Σ_c w_c y'_c · softmax(x) - w ⊙ y'."""
     name = "cross_entropy"
-    if target.shape != input.shape:
-        raise ValueError(
-            f"{name}: class-probability target must have the input's shape {input.shape}, got {target.shape}"
-        )
     if input.ndim == 0:
         raise ValueError(f"{name}: input must have a class dimension, got a 0-d tensor")
     dim = 0 if input.ndim == 1 else 1
