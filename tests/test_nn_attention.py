@@ -310,3 +310,23 @@ def test_one_program_trains_either_an_lstm_or_a_transformer(kind):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_transformer_losses_and_activations_run_on_each_device(device):
+    model = nn.Transformer(d_model=4, nhead=2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=8)
+    model = model.to(device)
+    src, tgt = tg.randn(5, 2, 4, device=device), tg.randn(3, 2, 4, device=device)
+    mask = nn.Transformer.generate_square_subsequent_mask(3, device=device)
+    padding = tg.tensor(np.array([[False] * 4 + [True], [False] * 5]), device=device)
+    out = model(src, tgt, tgt_mask=mask, src_key_padding_mask=padding, memory_key_padding_mask=padding)
+    probabilities = nn.Softmax(dim=-1)(out)
+    loss = nn.BCELoss()(nn.Sigmoid()(out), probabilities.detach())
+    loss = loss + nn.KLDivLoss(reduction="batchmean")(out.log_softmax(-1), probabilities.detach())
+    loss = loss + nn.HuberLoss()(nn.GELU()(out), nn.ELU()(out).detach())
+    loss = loss + nn.CrossEntropyLoss(label_smoothing=0.1)(
+        out.reshape(-1, 4), probabilities.reshape(-1, 4).detach()
+    )
+    loss.backward()
+    assert out.device == src.device and loss.device == src.device
+    gradient = model.encoder.layers[0].self_attn.in_proj_weight.grad
+    assert gradient.device == src.device and np.all(np.isfinite(gradient.numpy()))
