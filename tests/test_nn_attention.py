@@ -330,3 +330,28 @@ def test_transformer_losses_and_activations_run_on_each_device(device):
     assert out.device == src.device and loss.device == src.device
     gradient = model.encoder.layers[0].self_attn.in_proj_weight.grad
     assert gradient.device == src.device and np.all(np.isfinite(gradient.numpy()))
+
+
+def test_scaled_dot_product_attention_matches_the_formula_masks_and_gradcheck():
+    F = nn.functional
+    rng = np.random.default_rng(8)
+    q, k, v = (f64(rng.standard_normal(shape)) for shape in ((2, 3, 4), (2, 5, 4), (2, 5, 2)))
+    scores = q.numpy() @ k.numpy().transpose(0, 2, 1) / 2.0
+    allowed = rng.uniform(size=(3, 5)) < 0.7
+    allowed[:, 0] = True
+    masked = np.where(allowed, scores, -np.inf)
+    weights = np.exp(masked - masked.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=tg.tensor(allowed))
+    np.testing.assert_allclose(out.numpy(), weights @ v.numpy(), rtol=1e-12)
+    assert tg.gradcheck(
+        lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=tg.tensor(allowed)), [q, k, v]
+    )
+    causal = F.scaled_dot_product_attention(q[:, :3], k[:, :3], v[:, :3], is_causal=True)
+    lower = tg.tensor(np.tril(np.ones((3, 3), dtype=bool)))
+    expected = F.scaled_dot_product_attention(q[:, :3], k[:, :3], v[:, :3], attn_mask=lower)
+    np.testing.assert_array_equal(causal.numpy(), expected.numpy())
+    with pytest.raises(ValueError, match="not both"):
+        F.scaled_dot_product_attention(q, k, v, attn_mask=tg.tensor(allowed), is_causal=True)
+    with pytest.raises(ValueError, match="disagree"):
+        F.scaled_dot_product_attention(q, k, v[:, :4])

@@ -1,8 +1,9 @@
 """Functional forms of layers and losses (``tinygrad_rnn.nn.functional``, imported as ``F``), with the
 names, signatures and semantics of ``torch.nn.functional``.
 
-Layers: ``linear``, ``embedding``, ``dropout``, ``layer_norm``. Activations: ``relu``, ``tanh``,
-``sigmoid``, ``softmax``, ``log_softmax``, ``gelu``, ``elu``, ``leaky_relu``, ``softplus``.
+Layers: ``linear``, ``embedding``, ``dropout``, ``layer_norm``, ``scaled_dot_product_attention``.
+Activations: ``relu``, ``tanh``, ``sigmoid``, ``softmax``, ``log_softmax``, ``gelu``, ``elu``,
+``leaky_relu``, ``softplus``.
 Losses: ``mse_loss``, ``l1_loss``, ``smooth_l1_loss``, ``huber_loss``, ``cross_entropy``, ``nll_loss``,
 ``binary_cross_entropy``, ``binary_cross_entropy_with_logits``, ``kl_div``; each takes ``reduction`` =
 ``"mean"`` (default), ``"sum"`` or ``"none"`` (the per-element losses); ``kl_div`` also ``"batchmean"``.
@@ -596,3 +597,54 @@ def layer_norm(
     if bias is not None:
         out = out + bias
     return out
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> Tensor:
+    """softmax(Q Kᵀ · scale + M) V, with scale = 1/sqrt(E) by default, as PyTorch's.
+
+    Shapes: query (*, L, E), key (*, S, E), value (*, S, Ev) with broadcastable leading dims; out
+    (*, L, Ev). ``attn_mask``: bool (True = may attend, the opposite of ``MultiheadAttention``'s masks)
+    or float (added), broadcastable to (*, L, S); ``is_causal`` masks j > i instead (not with a mask).
+    ``dropout_p`` is applied to the weights whenever it is positive. Gradient: the tape's, through the
+    products and the stable softmax; a masked position gets exactly zero weight and zero gradient.
+    """
+    name = "scaled_dot_product_attention"
+    for argument, tensor in (("query", query), ("key", key), ("value", value)):
+        if _require_tensor(name, argument, tensor).ndim < 2:
+            raise ValueError(f"{name}: {argument} must have at least 2 dims (*, length, features)")
+    if key.shape[-1] != query.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise ValueError(
+            f"{name}: query (*, L, E), key (*, S, E) and value (*, S, Ev) disagree: {query.shape}, "
+            f"{key.shape}, {value.shape}"
+        )
+    if is_causal and attn_mask is not None:
+        raise ValueError(f"{name}: give attn_mask or is_causal=True, not both")
+    target_length, source_length = query.shape[-2], key.shape[-2]
+    factor = 1.0 / query.shape[-1] ** 0.5 if scale is None else scale
+    scores = (query @ key.transpose(-2, -1)) * factor
+    if is_causal:
+        xp = query._xp
+        with _current(query._data):
+            allowed = xp.tril(xp.ones((target_length, source_length), dtype=bool))
+        attn_mask = Tensor(allowed)
+    if attn_mask is not None:
+        _require_tensor(name, "attn_mask", attn_mask)
+        _broadcast_shape(name, scores.shape, attn_mask.shape)
+        if attn_mask.dtype.kind == "b":
+            scores = scores.masked_fill(~attn_mask, -float("inf"))
+        elif attn_mask.dtype.kind == "f":
+            scores = scores + attn_mask
+        else:
+            raise TypeError(f"{name}: attn_mask must be bool or floating, got {attn_mask.dtype}")
+    weights = scores.softmax(-1)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p, training=True)
+    return weights @ value
