@@ -13,6 +13,11 @@ Part 2. The contribution ledger (``gradflow.contribution_ledger``): for a per-st
 norm of the term that source step k contributes to ∇_θ L_t, for every loss step t and source step k:
 the seed's "how gradients accumulate" table, measured, as a heatmap.
 
+Part 3. Why attention changed the field: ‖∂L_T/∂x_(T−lag)‖, the gradient of the last step's loss with
+respect to each input, through the RNN, the LSTM and one self-attention layer (a causal
+``nn.TransformerEncoderLayer`` over the embedded inputs plus sinusoidal positions). A recurrent net
+reaches x_(T−lag) only through a product of lag Jacobians; attention reads every input in one step.
+
     python examples/gradient_flow.py [--steps 100] [--device cpu]
 """
 
@@ -84,6 +89,42 @@ def fitted_factor(norms: list[float]) -> float:
     return float(math.exp(slope))
 
 
+def sinusoidal_positions(steps: int, size: int) -> np.ndarray:
+    """The Transformer's position code: sin/cos of position / 10000^(2i/size), shape (steps, 1, size)."""
+    position = np.arange(steps)[:, None]
+    frequency = np.exp(-np.log(10000.0) * np.arange(0, size, 2) / size)
+    code = np.zeros((steps, size))
+    code[:, 0::2] = np.sin(position * frequency)
+    code[:, 1::2] = np.cos(position * frequency)[:, : size // 2]
+    return code[:, None, :]
+
+
+class CausalSelfAttention(nn.Module):
+    """x_t -> W x_t + position_t -> one causal TransformerEncoderLayer: output t attends to inputs ≤ t."""
+
+    def __init__(self, input_size: int, size: int) -> None:
+        super().__init__()
+        self.embed = nn.Linear(input_size, size)
+        heads = 4 if size % 4 == 0 else 1
+        self.layer = nn.TransformerEncoderLayer(size, heads, dim_feedforward=2 * size, dropout=0.0)
+
+    def forward(self, inputs: tg.Tensor) -> tuple[tg.Tensor, None]:
+        steps, size = inputs.shape[0], self.embed.out_features
+        positions = tg.tensor(sinusoidal_positions(steps, size), dtype=inputs.dtype, device=inputs.device)
+        mask = nn.Transformer.generate_square_subsequent_mask(steps, device=inputs.device, dtype=inputs.dtype)
+        return self.layer(self.embed(inputs) + positions, src_mask=mask, is_causal=True), None
+
+
+def input_gradient_norms(model: nn.Module, inputs: tg.Tensor, targets: tg.Tensor) -> list[float]:
+    """‖∂L_T/∂x_(T−lag)‖ (over the batch and the input features) for lag = 0 … T−1."""
+    x = inputs.detach().requires_grad_()
+    outputs, _ = model(x)
+    last_step_loss(outputs, targets).backward()
+    grad = x.grad.numpy()
+    norms = np.sqrt((grad * grad).sum(axis=(1, 2)))
+    return [float(norms[len(norms) - 1 - lag]) for lag in range(len(norms))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _common.base_parser(__doc__.split("\n\n")[0], "gradient_flow")
     parser.add_argument("--steps", type=int, default=100, help="sequence length T for part 1")
@@ -140,6 +181,37 @@ def main(argv: list[str] | None = None) -> int:
         os.path.join(args.out, "gradient_norm_vs_lag_linear.png"),
         linear_curves,
         title="linear RNN (f′ = 1): ∂h_T/∂h_k = W_hh^(T−k)",
+    )
+    print(f"figure: {figure}")
+
+    # Part 3: the same loss, differentiated with respect to the inputs, through recurrence and attention.
+    tg.manual_seed(args.seed)
+    attention = CausalSelfAttention(input_size, args.hidden_size).double().to(args.device)
+    input_curves = {
+        "RNN ρ=0.9": input_gradient_norms(
+            rnn_with_radius(0.9, input_size, args.hidden_size, args.seed, args.device), inputs, targets
+        ),
+        "LSTM": input_gradient_norms(lstm, inputs, targets),
+        "LSTM forget bias 3": input_gradient_norms(open_lstm, inputs, targets),
+        "self-attention": input_gradient_norms(attention, inputs, targets),
+    }
+    lags = sorted({lag for lag in (0, 1, 10, 50, args.steps - 1) if lag < args.steps})
+    _common.print_table(
+        f"‖∂L_T/∂x_(T−lag)‖ through recurrence and through attention, T={args.steps}, H={args.hidden_size}",
+        ["model"] + [f"lag {lag}" for lag in lags] + [f"lag {lags[-1]} / lag 1"],
+        [
+            [label] + [f"{norms[lag]:.2e}" for lag in lags] + [f"{norms[lags[-1]] / norms[1]:.1e}"]
+            for label, norms in input_curves.items()
+        ],
+        args.out,
+    )
+    figure = plot.lines(
+        os.path.join(args.out, "input_gradient_vs_lag.png"),
+        {label: (list(range(len(norms))), norms) for label, norms in input_curves.items()},
+        "lag T − k (steps)",
+        "‖∂L_T / ∂x_k‖",
+        title="gradient reaching each input: recurrence against one self-attention layer",
+        log_y=True,
     )
     print(f"figure: {figure}")
 

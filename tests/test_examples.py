@@ -64,7 +64,15 @@ def test_gradient_flow_prints_fitted_factors_and_saves_its_figures(tmp_path):
     # Without the tanh the per-step factor is the spectral radius itself: the seed's claim, measured.
     assert rows["linear RNN ρ=0.5"] < 0.7 and rows["linear RNN ρ=1.5"] > 1.3
     assert "contribution ledger" in result.stdout
+    # The last column is ‖∂L_T/∂x_(T−1)‖ / ‖∂L_T/∂x_1‖: attention reads every input in one step.
+    block = result.stdout.split("through attention", 1)[1].split("figure:", 1)[0]
+    ratios = {
+        match.group(1): float(match.group(2))
+        for match in re.finditer(r"^\s*(self-attention|LSTM)\s+\d.*\s(\S+)$", block, re.MULTILINE)
+    }
+    assert ratios["self-attention"] > 10 * ratios["LSTM"]
     for name in (
+        "input_gradient_vs_lag.png",
         "gradient_norm_vs_lag.png",
         "gradient_norm_vs_lag_linear.png",
         "contribution_ledger_rnn.png",

@@ -174,6 +174,14 @@ CASES = {
         lambda d: [_leaf(d, 3, 4), _leaf(d, 4, 4, seed=1)],
         lambda x, w: checkpoint(lambda u: (u @ w).tanh() @ w, x),
     ),
+    # Activations and the probability-input binary cross-entropy (loss_ops)
+    "Gelu": (lambda d: [_leaf(d, 3, 4)], lambda a: F.gelu(a) + F.gelu(a, approximate="tanh")),
+    "Elu": (lambda d: [_leaf(d, 3, 4)], lambda a: F.elu(a, alpha=0.7)),
+    "LeakyRelu": (lambda d: [_leaf(d, 3, 4)], lambda a: F.leaky_relu(a, 0.2)),
+    "BinaryCrossEntropy": (
+        lambda d: [_leaf(d, 5, low=0.05, high=0.95), _leaf(d, 5, low=0.0, high=1.0, seed=1)],
+        lambda p, t: F.binary_cross_entropy(p, t, reduction="none"),
+    ),
 }
 RANDOM_CASES = {"Dropout": (lambda d: [_leaf(d, 50)], lambda a: tg.dropout(a, p=0.4))}
 

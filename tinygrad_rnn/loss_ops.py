@@ -164,3 +164,128 @@ class CrossEntropy(Function):
         if ctx.smoothing:
             grad -= smooth_scale[:, None] if w is None else smooth_scale[:, None] * w
         return _class_unrows(grad, ctx.shape)
+
+
+# ---- activations and the probability-input binary cross-entropy ----------------------------------------
+
+
+def _with_ignored_warnings(xp: Any, compute: Any) -> Any:
+    """Run ``compute()`` with NumPy's divide/invalid warnings off (log 0 = -inf is intended here)."""
+    errstate = getattr(xp, "errstate", None)
+    if errstate is None:
+        return compute()
+    with errstate(divide="ignore", invalid="ignore"):
+        return compute()
+
+
+def _clamped_log(x: Any) -> Any:
+    """max(log x, -100): PyTorch's clamp, so that a probability of exactly 0 or 1 gives a finite loss."""
+    xp = xp_of(x)
+    return xp.maximum(_with_ignored_warnings(xp, lambda: xp.log(x)), -100)
+
+
+class BinaryCrossEntropy(Function):
+    """loss = -[y · max(log x, -100) + (1 - y) · max(log(1 - x), -100)] for probabilities x in [0, 1].
+
+    Gradients (PyTorch's): dx = g (x - y) / max(x (1 - x), 1e-12);
+    dy = g [max(log(1 - x), -100) - max(log x, -100)].
+    """
+
+    def forward(ctx, x, y):
+        log_x, log_not_x = _clamped_log(x), _clamped_log(1 - x)
+        ctx.save_for_backward(x, y, log_x, log_not_x)
+        return -(y * log_x + (1 - y) * log_not_x)
+
+    def backward(ctx, g):
+        x, y, log_x, log_not_x = ctx.saved
+        xp = xp_of(x)
+        dx = g * (x - y) / xp.maximum(x * (1 - x), 1e-12) if ctx.needs_input_grad[0] else None
+        dy = g * (log_not_x - log_x) if ctx.needs_input_grad[1] else None
+        return dx, dy
+
+
+_SQRT_2_OVER_PI = 0.7978845608028654
+_ONE_OVER_SQRT_2PI = 0.3989422804014327
+_TANH_CUBIC = 0.044715
+_TWO_OVER_SQRT_PI = 1.1283791670955126
+
+
+def erf(z: Any) -> Any:
+    """The error function erf(z) = 2/√π ∫₀^z exp(-t²) dt on a backend array, to a few float64 ulps.
+
+    NumPy has no erf, so it is summed here, in float64 whatever the input's dtype (so a float32 result
+    is correctly rounded), from the series with positive terms only (no cancellation):
+    erf(z) = 2/√π · exp(-z²) · Σ_n z (2z²)^n / (1·3·5···(2n+1)). For |z| ≥ 6, erf = ±1 to float64
+    precision (erfc(6) ≈ 2e-17), so the series only runs on |z| < 6, where ~100 terms suffice.
+    """
+    xp = xp_of(z)
+    wide = z.astype(xp.float64)
+    clipped = xp.clip(wide, -6.0, 6.0)
+    square2 = 2 * clipped * clipped
+    term = clipped.copy()
+    total = clipped.copy()
+    n = 0
+    while True:
+        for _ in range(8):
+            n += 1
+            term = term * square2 / (2 * n + 1)
+            total = total + term
+        if not bool((xp.abs(term) > 1e-17 * xp.abs(total)).any()):
+            break
+    result = _TWO_OVER_SQRT_PI * xp.exp(-clipped * clipped) * total
+    return xp.where(xp.abs(wide) >= 6, xp.sign(wide), result).astype(z.dtype)
+
+
+class Gelu(Function):
+    """GELU. ``approximate="none"``: out = x Φ(x), Φ(x) = ½(1 + erf(x/√2)); dx = g [Φ(x) + x φ(x)] with
+    φ(x) = exp(-x²/2)/√(2π). ``approximate="tanh"``: out = ½ x (1 + tanh u), u = √(2/π)(x + 0.044715 x³);
+    dx = g [½(1 + tanh u) + ½ x (1 - tanh² u) √(2/π)(1 + 3·0.044715 x²)]."""
+
+    def forward(ctx, x, approximate):
+        xp = xp_of(x)
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            t = xp.tanh(_SQRT_2_OVER_PI * (x + _TANH_CUBIC * x * x * x))
+            ctx.save_for_backward(x, t)
+            return 0.5 * x * (1 + t)
+        cdf = 0.5 * (1 + erf(x * 0.7071067811865476))
+        ctx.save_for_backward(x, cdf)
+        return x * cdf
+
+    def backward(ctx, g):
+        x, saved = ctx.saved
+        xp = xp_of(x)
+        if ctx.approximate == "tanh":
+            slope = _SQRT_2_OVER_PI * (1 + 3 * _TANH_CUBIC * x * x)
+            return g * (0.5 * (1 + saved) + 0.5 * x * (1 - saved * saved) * slope)
+        return g * (saved + x * _ONE_OVER_SQRT_2PI * xp.exp(-0.5 * x * x))
+
+
+class Elu(Function):
+    """out = x for x > 0, α (exp(x) - 1) otherwise (expm1 of min(x, 0): no overflow in the unused branch);
+    dx = g for x > 0, g α exp(x) otherwise."""
+
+    def forward(ctx, x, alpha):
+        xp = xp_of(x)
+        negative_part = alpha * xp.expm1(xp.minimum(x, 0))
+        ctx.alpha = alpha
+        ctx.save_for_backward(x, negative_part)
+        return xp.where(x > 0, x, negative_part)
+
+    def backward(ctx, g):
+        x, negative_part = ctx.saved
+        return g * xp_of(x).where(x > 0, 1, negative_part + ctx.alpha)
+
+
+class LeakyRelu(Function):
+    """out = x for x > 0, s·x otherwise (s = negative_slope);  dx = g for x > 0, s·g otherwise."""
+
+    def forward(ctx, x, negative_slope):
+        xp = xp_of(x)
+        ctx.negative_slope = negative_slope
+        ctx.save_for_backward(x > 0)
+        return xp.where(x > 0, x, negative_slope * x)
+
+    def backward(ctx, g):
+        (positive,) = ctx.saved
+        return xp_of(g).where(positive, g, ctx.negative_slope * g)

@@ -6,3 +6,27 @@ from .containers import ModuleDict, ModuleList, Sequential
 from .layers import Dropout, Embedding, Identity, Linear, ReLU, Sigmoid, Tanh
 from .module import Module, Parameter
 from .rnn import GRU, LSTM, RNN
+
+# isort: split
+# Losses, activations, normalisation and attention, with PyTorch's names
+from .activation import ELU, GELU, Flatten, LeakyReLU, LogSoftmax, Softmax, Softplus
+from .attention import MultiheadAttention
+from .losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
+from .normalization import LayerNorm
+from .transformer import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)

@@ -1,10 +1,12 @@
 """Functional forms of layers and losses (``tinygrad_rnn.nn.functional``, imported as ``F``), with the
 names, signatures and semantics of ``torch.nn.functional``.
 
-Layers: ``linear``, ``embedding``, ``dropout``. Activations: ``relu``, ``tanh``, ``sigmoid``, ``softmax``,
-``log_softmax``.
-Losses: ``mse_loss``, ``cross_entropy``, ``nll_loss``, ``binary_cross_entropy_with_logits``; each takes
-``reduction`` = ``"mean"`` (default), ``"sum"`` or ``"none"`` (the per-element losses).
+Layers: ``linear``, ``embedding``, ``dropout``, ``layer_norm``, ``scaled_dot_product_attention``.
+Activations: ``relu``, ``tanh``, ``sigmoid``, ``softmax``, ``log_softmax``, ``gelu``, ``elu``,
+``leaky_relu``, ``softplus``.
+Losses: ``mse_loss``, ``l1_loss``, ``smooth_l1_loss``, ``huber_loss``, ``cross_entropy``, ``nll_loss``,
+``binary_cross_entropy``, ``binary_cross_entropy_with_logits``, ``kl_div``; each takes ``reduction`` =
+``"mean"`` (default), ``"sum"`` or ``"none"`` (the per-element losses); ``kl_div`` also ``"batchmean"``.
 
 Cross-entropy is one fused node on the tape (``ops.CrossEntropy``): log-softmax and the pick of the
 target's log-probability in one forward, with the closed-form gradient p - onehot in one backward.
@@ -15,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from .. import backend, functions, ops
+from .. import backend, functions, loss_ops, ops
 from ..tensor import Tensor
 
 
@@ -204,8 +206,8 @@ def _class_target(name: str, input: Tensor, target: Any, ignore_index: int) -> T
         target = Tensor(target)
     if target.dtype.kind not in "iu":
         hint = ""
-        if target.dtype.kind == "f" and target.shape == input.shape:
-            hint = " (class-probability targets are not supported; pass class indices)"
+        if target.dtype.kind == "f" and name == "cross_entropy":
+            hint = f" (or class probabilities of the input's shape {input.shape})"
         raise TypeError(
             f"{name}: target must be an integer tensor of class indices, got {target.dtype}{hint}"
         )
@@ -261,6 +263,10 @@ def cross_entropy(
     non-ignored entries (nan when every entry is ignored, as in PyTorch). Exact and finite in float32 for
     logits of any magnitude (log-sum-exp after subtracting the row maximum).
     Gradient: dx_i = g_i [(1-ε) w[t_i] (softmax(x_i) - onehot(t_i)) + (ε/C)(Σw · softmax(x_i) - w)].
+
+    A floating ``target`` of the input's shape holds class probabilities y instead:
+    loss_i = -Σ_c w_c y'_{i,c} log softmax(x_i)_c with y' = (1-ε) y + ε/C; ``"mean"`` divides by the number
+    of rows (N·d1·...), not by the weights, and ``ignore_index`` does not apply (as in PyTorch).
     """
     name = "cross_entropy"
     _require_tensor(name, "input", input)
@@ -269,6 +275,8 @@ def cross_entropy(
     reduction = _reduction(name, reduction, size_average, reduce)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{name}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if isinstance(target, Tensor) and target.dtype.kind == "f" and target.shape == input.shape:
+        return _cross_entropy_probabilities(input, target, weight, reduction, label_smoothing)
     target = _class_target(name, input, target, ignore_index)
     return ops.CrossEntropy.apply(
         input,
@@ -347,3 +355,296 @@ def binary_cross_entropy_with_logits(
         _broadcast_shape(name, input.shape, weight.shape)
         loss = loss * weight
     return _reduce(loss, reduction)
+
+
+# ---- further losses and activations, with PyTorch's signatures ------------------------------------------
+
+
+def _cross_entropy_probabilities(
+    input: Tensor, target: Tensor, weight: Tensor | None, reduction: str, label_smoothing: float
+) -> Tensor:
+    """Cross-entropy against class probabilities (see :func:`cross_entropy`); a composite of the stable
+    log-softmax, so its gradient is the tape's: dx = Σ_c w_c y'_c · softmax(x) - w ⊙ y'."""
+    name = "cross_entropy"
+    if input.ndim == 0:
+        raise ValueError(f"{name}: input must have a class dimension, got a 0-d tensor")
+    dim = 0 if input.ndim == 1 else 1
+    classes = input.shape[dim]
+    if label_smoothing:
+        target = target * (1 - label_smoothing) + label_smoothing / classes
+    term = input.log_softmax(dim) * target
+    if weight is not None:
+        _class_weight(name, input, weight)
+        term = term * weight.reshape(classes, *([1] * (input.ndim - dim - 1)))
+    return _reduce(-term.sum(dim), reduction)
+
+
+def _pointwise_target(name: str, input: Tensor, target: Any) -> Tensor:
+    _require_tensor(name, "input", input)
+    target = target if isinstance(target, Tensor) else input._operand(target)
+    _broadcast_shape(name, input.shape, target.shape)
+    if target.device != input.device:
+        raise RuntimeError(f"{name}: input is on {input.device} but target is on {target.device}")
+    return target
+
+
+def l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """loss = |input - target| elementwise, then reduced. Gradient: dinput = sign(input - target) g
+    (0 where they are equal)."""
+    reduction = _reduction("l1_loss", reduction, size_average, reduce)
+    target = _pointwise_target("l1_loss", input, target)
+    return _reduce((input - target).abs(), reduction)
+
+
+def _smooth_l1(difference: Tensor, beta: float) -> Tensor:
+    size = difference.abs()
+    return functions.where(size < beta, difference * difference * (0.5 / beta), size - 0.5 * beta)
+
+
+def smooth_l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+) -> Tensor:
+    """loss = ½ d²/β where |d| < β, else |d| - ½β, with d = input - target (β = 0 gives the L1 loss).
+
+    Gradient: dinput = g d/β where |d| < β, else g sign(d).
+    """
+    name = "smooth_l1_loss"
+    reduction = _reduction(name, reduction, size_average, reduce)
+    target = _pointwise_target(name, input, target)
+    if beta < 0:
+        raise ValueError(f"{name}: beta must be non-negative, got {beta}")
+    difference = input - target
+    loss = difference.abs() if beta == 0 else _smooth_l1(difference, beta)
+    return _reduce(loss, reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """loss = ½ d² where |d| < δ, else δ (|d| - ½δ), with d = input - target (= δ · smooth_l1 with β = δ).
+
+    Gradient: dinput = g d where |d| < δ, else g δ sign(d).
+    """
+    name = "huber_loss"
+    reduction = _reduction(name, reduction)
+    target = _pointwise_target(name, input, target)
+    if delta <= 0:
+        raise ValueError(f"{name}: delta must be positive, got {delta}")
+    return _reduce(_smooth_l1(input - target, delta) * delta, reduction)
+
+
+def _probability_range(name: str, what: str, tensor: Tensor) -> None:
+    data = tensor._data
+    if data.size:
+        with _current(data):
+            outside = bool(((data < 0) | (data > 1)).any()) or bool(
+                backend.get_array_module(data).isnan(data).any()
+            )
+        if outside:
+            raise ValueError(f"{name}: all elements of {what} must be between 0 and 1")
+
+
+def binary_cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Binary cross-entropy on probabilities x in [0, 1] with targets y in [0, 1]:
+
+    loss = -w [y · max(log x, -100) + (1 - y) · max(log(1 - x), -100)] (the logs clamped as in PyTorch,
+    so x = 0 or 1 gives a finite loss); ``weight`` w broadcasts to the input. Prefer
+    :func:`binary_cross_entropy_with_logits` on logits. Gradient: dx = w g (x - y) / max(x(1 - x), 1e-12).
+    """
+    name = "binary_cross_entropy"
+    _require_tensor(name, "input", input)
+    if input.dtype.kind != "f":
+        raise TypeError(f"{name}: input must be a floating tensor of probabilities, got {input.dtype}")
+    reduction = _reduction(name, reduction, size_average, reduce)
+    target = target if isinstance(target, Tensor) else input._operand(target)
+    if target.shape != input.shape:
+        raise ValueError(f"{name}: target shape {target.shape} must equal input shape {input.shape}")
+    if target.dtype != input.dtype:
+        target = target.to(input.dtype)
+    _probability_range(name, "input", input)
+    _probability_range(name, "target", target)
+    loss = loss_ops.BinaryCrossEntropy.apply(input, target)
+    if weight is not None:
+        _require_tensor(name, "weight", weight)
+        _broadcast_shape(name, input.shape, weight.shape)
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+_KL_REDUCTIONS = ("mean", "batchmean", "sum", "none")
+
+
+def kl_div(
+    input: Tensor,
+    target: Tensor,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:
+    """Kullback-Leibler divergence with ``input`` = log q and ``target`` = p (or log p with ``log_target``):
+
+    loss = p (log p - log q) elementwise (0 where p = 0), or exp(t)(t - log q) with ``log_target``.
+    ``"batchmean"`` divides the sum by input.shape[0] (the true KL divergence per sample); ``"mean"``
+    divides by every element, as PyTorch does. Gradients: d(log q) = -p g; dp = (log p + 1 - log q) g.
+    """
+    name = "kl_div"
+    _require_tensor(name, "input", input)
+    if size_average is not None or reduce is not None:
+        reduction = _reduction(name, "mean", size_average, reduce)
+    elif reduction not in _KL_REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {_KL_REDUCTIONS}, got {reduction!r}")
+    target = _pointwise_target(name, input, target)
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        positive = target > 0
+        # log of 1 where p = 0: p log p is then 0 and so is its gradient, never 0 · (-inf).
+        loss = target * (functions.where(positive, target, 1.0).log() - input)
+    if reduction == "batchmean":
+        return loss.sum() / (input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction)
+
+
+def _in_place(input: Tensor, result: Tensor, inplace: bool) -> Tensor:
+    """PyTorch's ``inplace=True``: the result written into ``input`` (an error, not a dropped gradient,
+    when ``input`` requires grad and in-place writes are not recorded)."""
+    return input.copy_(result) if inplace else result
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """GELU: x Φ(x) with Φ the standard normal CDF (``approximate="none"``), or
+    ½ x (1 + tanh(√(2/π)(x + 0.044715 x³))) (``"tanh"``). Gradient: g [Φ(x) + x φ(x)] (or the tanh
+    form's derivative); see ``loss_ops.Gelu``."""
+    _require_tensor("gelu", "input", input)
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return loss_ops.Gelu.apply(input, approximate=approximate)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """ELU: x for x > 0, α (exp(x) - 1) otherwise. Gradient: g for x > 0, g α exp(x) otherwise."""
+    _require_tensor("elu", "input", input)
+    return _in_place(input, loss_ops.Elu.apply(input, alpha=float(alpha)), inplace)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    """x for x > 0, negative_slope · x otherwise. Gradient: g, or negative_slope · g."""
+    _require_tensor("leaky_relu", "input", input)
+    return _in_place(input, loss_ops.LeakyRelu.apply(input, negative_slope=float(negative_slope)), inplace)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """softplus(x) = log(1 + exp(βx)) / β, computed without overflow; x itself where βx > threshold
+    (as PyTorch). Gradient: g σ(βx), or g where βx > threshold."""
+    _require_tensor("softplus", "input", input)
+    if beta == 0:
+        raise ValueError("softplus: beta must be non-zero")
+    scaled = input * beta if beta != 1 else input
+    smooth = ops.Softplus.apply(scaled)
+    if beta != 1:
+        smooth = smooth / beta
+    return functions.where(scaled > threshold, input, smooth)
+
+
+def layer_norm(
+    input: Tensor,
+    normalized_shape: Any,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Layer normalisation over the last len(normalized_shape) dims:
+
+    y = (x - E[x]) / sqrt(Var[x] + eps) ⊙ weight + bias, with the biased variance (÷ n), as PyTorch.
+    Shapes: input (*, *normalized_shape); weight and bias normalized_shape. Gradient: the tape's, through
+    the mean, the centred square and the square root.
+    """
+    name = "layer_norm"
+    _require_tensor(name, "input", input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or input.shape[input.ndim - len(shape) :] != shape or input.ndim < len(shape):
+        raise ValueError(
+            f"{name}: given normalized_shape={list(shape)}, expected input with shape "
+            f"(*, {', '.join(map(str, shape))}), got input of shape {input.shape}"
+        )
+    if input.dtype.kind != "f":
+        raise TypeError(f"{name}: input must be a floating tensor, got {input.dtype}")
+    dims = tuple(range(input.ndim - len(shape), input.ndim))
+    centered = input - input.mean(dims, keepdim=True)
+    out = centered / ((centered * centered).mean(dims, keepdim=True) + eps).sqrt()
+    for argument, value in (("weight", weight), ("bias", bias)):
+        if value is not None and _require_tensor(name, argument, value).shape != shape:
+            raise ValueError(f"{name}: {argument} must have shape {shape}, got {value.shape}")
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def scaled_dot_product_attention(
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> Tensor:
+    """softmax(Q Kᵀ · scale + M) V, with scale = 1/sqrt(E) by default, as PyTorch's.
+
+    Shapes: query (*, L, E), key (*, S, E), value (*, S, Ev) with broadcastable leading dims; out
+    (*, L, Ev). ``attn_mask``: bool (True = may attend, the opposite of ``MultiheadAttention``'s masks)
+    or float (added), broadcastable to (*, L, S); ``is_causal`` masks j > i instead (not with a mask).
+    ``dropout_p`` is applied to the weights whenever it is positive. Gradient: the tape's, through the
+    products and the stable softmax; a masked position gets exactly zero weight and zero gradient.
+    """
+    name = "scaled_dot_product_attention"
+    for argument, tensor in (("query", query), ("key", key), ("value", value)):
+        if _require_tensor(name, argument, tensor).ndim < 2:
+            raise ValueError(f"{name}: {argument} must have at least 2 dims (*, length, features)")
+    if key.shape[-1] != query.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise ValueError(
+            f"{name}: query (*, L, E), key (*, S, E) and value (*, S, Ev) disagree: {query.shape}, "
+            f"{key.shape}, {value.shape}"
+        )
+    if is_causal and attn_mask is not None:
+        raise ValueError(f"{name}: give attn_mask or is_causal=True, not both")
+    target_length, source_length = query.shape[-2], key.shape[-2]
+    factor = 1.0 / query.shape[-1] ** 0.5 if scale is None else scale
+    scores = (query @ key.transpose(-2, -1)) * factor
+    if is_causal:
+        xp = query._xp
+        with _current(query._data):
+            allowed = xp.tril(xp.ones((target_length, source_length), dtype=bool))
+        attn_mask = Tensor(allowed)
+    if attn_mask is not None:
+        _require_tensor(name, "attn_mask", attn_mask)
+        _broadcast_shape(name, scores.shape, attn_mask.shape)
+        if attn_mask.dtype.kind == "b":
+            scores = scores.masked_fill(~attn_mask, -float("inf"))
+        elif attn_mask.dtype.kind == "f":
+            scores = scores + attn_mask
+        else:
+            raise TypeError(f"{name}: attn_mask must be bool or floating, got {attn_mask.dtype}")
+    weights = scores.softmax(-1)
+    if dropout_p > 0.0:
+        weights = dropout(weights, dropout_p, training=True)
+    return weights @ value
