@@ -94,9 +94,11 @@ def graph(
        the slice), so a reverse-direction layer's steps run T-1 ... 0.
     2. Forward, in creation order: a node's step is the newest step among its inputs (a later
        sequence wins over an earlier one, so a second layer starts its own steps).
-    3. Backward: a node whose consumers all lie in one step s and take its slice (or were pulled
-       in themselves), and whose own step is older (or none), belongs to s: the recurrent product
-       W_hh h_{t-1} that opens step t. A node used by several steps (the transposed W_hh) stays out.
+    3. Backward: a node whose consumers all lie in one step s and take its slice, and whose own
+       step is older (or none), belongs to s: the recurrent product W_hh h_{t-1} that opens step t.
+       A node with no step of its own (a weight transposed inside the loop) also follows consumers
+       pulled in this way. A node that takes a slice itself, and one used by several steps (the
+       transposed W_hh of a layer), stays where it is.
     4. The newest step of a sequence would otherwise also hold everything computed from the whole
        sequence afterwards (the stacked outputs, the read-out, the loss): it keeps as many nodes, in
        creation order, as the step before it holds, since every step of a loop records the same ops.
@@ -364,9 +366,14 @@ def _infer_steps(ordered: list, consumers: dict, sequences: list, rank: dict) ->
         users = consumers.get(node)
         if not users or (node, 0) in rank:  # no consumer, or a seed
             continue
-        # Only into a step whose own nodes take the slice (or were pulled in): a state such as h_t,
-        # used by step t+1 and by what follows the loop, keeps its step.
-        if not all(user in direct or user in pulled for user in users):
+        # A node that takes a slice itself is anchored to that slice's step. A node that carries a
+        # step already (it computes from an earlier state) moves only into consumers that take the
+        # new slice, so a state h_t used by step t+1 alone keeps its step; a node that carries no
+        # step (a transposed weight) may follow a chain of pulled nodes.
+        if node in direct:
+            continue
+        allowed = direct if node in steps else direct | pulled
+        if not all(user in allowed for user in users):
             continue
         targets = {steps.get(user) for user in users}
         if len(targets) != 1:
