@@ -39,8 +39,23 @@ def test_a_three_step_rnn_draws_exactly_its_nodes_and_edges():
     cut = ("no gradient\n(detach cut)", (0, 0))
     out = ("output\n()", None)
     assert nodes == Counter(
-        [w_ih, w_hh, b_ih, b_hh, permute, permute, add, projection, reshape, unbind, *step, cut, stack]
-        + [total, out]
+        [
+            w_ih,
+            w_hh,
+            b_ih,
+            b_hh,
+            permute,
+            permute,
+            add,
+            projection,
+            reshape,
+            unbind,
+            *step,
+            cut,
+            stack,
+            total,
+            out,
+        ]
     )
     expected = [
         (w_hh, permute, ""),
@@ -166,7 +181,7 @@ def test_the_detach_cut_ends_the_tape_and_an_undetached_state_draws_its_history(
 
 
 def test_constants_outside_the_steps_are_drawn_only_on_request():
-    rnn, loss = three_step_rnn()
+    _, loss = three_step_rnn()
     assert not [n for n in viz.graph(loss).nodes.values() if n.kind == "constant"]
     constants = [n for n in viz.graph(loss, show_constants=True).nodes.values() if n.kind == "constant"]
     assert len(constants) == 1  # the input x, entering the input projection

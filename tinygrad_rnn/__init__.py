@@ -104,4 +104,4 @@ int = int32
 bool = bool_
 
 # Drawing the tape (DOT text; SVG/PNG through the optional graphviz package)
-from . import viz
+from . import viz  # noqa: E402
