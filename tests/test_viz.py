@@ -296,3 +296,20 @@ def test_render_writes_an_svg_with_the_real_graphviz_when_installed(tmp_path):
     with open(path) as handle:
         text = handle.read()
     assert "<svg" in text and "weight_hh_l0" in text and "step 2" in text
+
+
+def test_the_draw_tape_example_writes_dot_files_with_steps_and_cuts(tmp_path):
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "examples" / "draw_tape.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--no-svg", "--out", str(tmp_path)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "op nodes per step {0: 1, 1: 1, 2: 1} (TanhAddMatMul); 1 detach cut(s)" in result.stdout
+    assert "op nodes per step {0: 4, 1: 4, 2: 4} (Add, MatMul, Permute, Tanh)" in result.stdout
+    for name in ("rnn_tape", "rnn_plain_tape", "lstm_tape"):
+        text = (tmp_path / f"{name}.dot").read_text()
+        assert text.startswith("digraph tape {") and "subgraph cluster_s0_t2" in text
+    assert "(outside the window)" in (tmp_path / "lstm_tape.dot").read_text()
