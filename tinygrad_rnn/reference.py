@@ -542,9 +542,7 @@ def check_cell_bptt(
     count = len(states0)
     for k, name in enumerate(state_names):
         tape[f"d{name}_0"] = xp.asarray(start[k].grad.numpy())
-        tape[f"d{name}_t"] = xp.stack(
-            [xp.asarray(probes[t * count + k].grad.numpy()) for t in range(steps)]
-        )
+        tape[f"d{name}_t"] = xp.stack([xp.asarray(probes[t * count + k].grad.numpy()) for t in range(steps)])
 
     # The hand-derived walk, on raw arrays.
     hand = {name: xp.zeros_like(value) for name, value in arrays.items()}
