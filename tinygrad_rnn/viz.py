@@ -104,6 +104,10 @@ def graph(
        creation order, as the step before it holds, since every step of a loop records the same ops.
        A sequence of one step keeps the nodes that consume its slice and those of rule 3.
 
+    Steps exist only where a slice op was recorded: a loop over a cell (``nn.RNNCell``) fed slices of
+    a tensor that needs no gradient records no ``Unbind`` (the slicing of a constant is not on the
+    tape), and its nodes are drawn without step clusters.
+
     Args:
         tensors: what to draw back from; each must have been produced by a recorded op or be a
             leaf that requires grad.
