@@ -1,6 +1,7 @@
 """Tests for the figure helpers: each writes a PNG and accepts lists, arrays and Tensors."""
 
 import numpy as np
+import pytest
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import plot
@@ -40,3 +41,24 @@ def test_heatmap_leaves_zeros_blank_on_a_log_scale_and_bars_accept_exact_zeros(t
     assert is_png(plot.heatmap(str(tmp_path / "h.png"), tg.tensor(matrix), "k", "t", title="ledger"))
     assert is_png(plot.heatmap(str(tmp_path / "h_linear.png"), matrix, "k", "t", log_scale=False))
     assert is_png(plot.bars(str(tmp_path / "b.png"), ["a", "b"], [0.0, 1e-16], "error", log_y=True))
+
+
+@pytest.mark.parametrize("steps", [4, 20])
+def test_heatmap_ticks_its_step_axes_at_integers_only(tmp_path, monkeypatch, steps):
+    figures = []
+    save = plot._save
+
+    def keep_ticks(figure, path):
+        axes = figure.axes[0]
+        figure.canvas.draw()
+        figures.append(([t.get_text() for t in axes.get_xticklabels()], list(axes.get_yticks())))
+        return save(figure, path)
+
+    monkeypatch.setattr(plot, "_save", keep_ticks)
+    # Matplotlib's default locator ticks these sizes at 0.0, 0.5, 1.0, ... and 0.0, 2.5, 5.0, ...
+    matrix = np.tril(np.ones((steps, steps)))
+    plot.heatmap(str(tmp_path / "h.png"), matrix, "source step k", "loss step t")
+    (x_labels, y_ticks) = figures[0]
+    shown = [label for label in x_labels if label]
+    assert shown and all(label.lstrip("−-").isdigit() for label in shown), x_labels
+    assert all(float(tick).is_integer() for tick in y_ticks), y_ticks

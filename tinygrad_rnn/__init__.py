@@ -102,3 +102,6 @@ half = float16
 long = int64
 int = int32
 bool = bool_
+
+# Drawing the tape (DOT text; SVG/PNG through the optional graphviz package)
+from . import viz  # noqa: E402

@@ -121,7 +121,8 @@ def heatmap(
     colorbar_label: str = "",
 ) -> str:
     """A matrix as an image (row 0 at the top); ``log_scale`` colours log10 of the values, with zeros
-    (no contribution, e.g. a source step after the loss step) left blank."""
+    (no contribution, e.g. a source step after the loss step) left blank. Both axes index rows and
+    columns (steps), so they are ticked at integers only."""
     plt = _pyplot()
     if isinstance(matrix, Tensor):
         matrix = matrix.numpy()
@@ -137,6 +138,11 @@ def heatmap(
     image = axes.imshow(shown, aspect="auto", cmap="viridis", interpolation="nearest")
     colorbar = figure.colorbar(image, ax=axes)
     colorbar.set_label(colorbar_label or ("log10 value" if log_scale else "value"))
+    # Rows and columns are steps (integers): without this the locator may tick 0.0, 2.5, 5.0, ...
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     if title:

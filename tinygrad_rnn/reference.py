@@ -408,3 +408,181 @@ def _gru_backward(params: dict, x2: Any, hs: Any, cache: dict, dh_out: Any, xp: 
     grads = _weight_grads(d_input, x2, hs, _NAMES, d_rec=d_recurrent)
     grads["h0"] = dh_next
     return grads
+
+
+# ---- checking a user-written cell's hand-derived BPTT against the tape ---------------------------------
+
+
+@dataclass
+class CellBPTTCheck:
+    """What :func:`check_cell_bptt` measured.
+
+    Attributes:
+        errors: max relative error max|hand − tape| / max|tape| for every parameter (by its name),
+            every initial state (``d<name>_0``) and every state part's gradient over all steps
+            (``d<name>_t``: ∂L/∂s_t as handed to ``hand_backward``, the other parts held fixed).
+        tape: the gradients ``backward()`` computed, by the same keys (``d<name>_t`` stacked (T, ...)).
+        hand: the gradients the hand-derived backward computed, by the same keys.
+    """
+
+    errors: dict[str, float]
+    tape: dict[str, Any]
+    hand: dict[str, Any]
+
+    @property
+    def max_error(self) -> float:
+        """The largest of :attr:`errors`."""
+        return max(self.errors.values())
+
+    def assert_close(self, tolerance: float = 1e-8) -> None:
+        """Raise ``AssertionError`` naming every term whose relative error exceeds ``tolerance``."""
+        wrong = {name: error for name, error in self.errors.items() if not error <= tolerance}
+        if wrong:
+            listed = ", ".join(f"{name}: {error:.3g}" for name, error in sorted(wrong.items()))
+            raise AssertionError(
+                f"hand-derived BPTT differs from the tape (tolerance {tolerance:g}): {listed}"
+            )
+
+
+def check_cell_bptt(
+    cell_fn: Any,
+    hand_backward: Any,
+    params: dict[str, Any],
+    inputs: Any,
+    state0: Any,
+    state_names: tuple[str, ...] | None = None,
+    seed: int = 0,
+) -> CellBPTTCheck:
+    """Hold a user-written cell's hand-derived BPTT against ``backward()`` on its unrolled tape.
+
+    The cell maps (x_t, s_{t−1}) to s_t with parameters θ; the state s is one array (h) or a tuple
+    (h, c, ...). Over T steps the helper builds the loss L = Σ_t Σ_k ⟨G_{t,k}, s_{t,k}⟩, with fixed random
+    G (so ∂L/∂s_t has a direct part G_t at every step, as a read-out would give), and computes its
+    gradient twice, in float64:
+
+    * tape: ``cell_fn(params, x_t, state)`` on Tensors, unrolled T times, then ``L.backward()``;
+    * hand: for t = T … 1, ``ds = G_t + ds_next`` (the total ∂L/∂s_t), then
+      ``grads_t, ds_next = hand_backward(params, x_t, s_{t−1}, ds)``, and θ's gradient is Σ_t grads_t.
+
+    Args:
+        cell_fn: ``(params: dict[str, Tensor], x_t: Tensor, state) -> new state``, with Tensor ops;
+            the state is a Tensor or a tuple of Tensors, the same structure as ``state0``.
+        hand_backward: ``(params: dict[str, array], x_t: array, state_prev, d_state) ->
+            (dict[str, array] of this step's parameter gradients, d_state_prev)`` on raw arrays;
+            ``d_state`` is ∂L/∂s_t in total (direct plus from later steps), ``d_state_prev`` must be
+            ∂L/∂s_{t−1} through this step only (the helper adds the direct part). It may recompute
+            whatever forward quantities it needs from ``x_t`` and ``state_prev``.
+        params: name -> array, the cell's parameters. inputs: x, (T, ...) (step t is ``inputs[t]``).
+        state0: the initial state, an array or a tuple of arrays.
+        state_names: names of the state's parts in the report; default ("h",) or ("s0", "s1", ...).
+        seed: seeds the random G.
+
+    Returns:
+        A :class:`CellBPTTCheck`; ``.assert_close(tolerance)`` raises naming every term that differs.
+
+    Raises:
+        ValueError: no steps, a state or gradient of the wrong structure or shape, or a parameter
+            gradient the hand backward left out (or one that names no parameter).
+    """
+    from .functions import tensor
+
+    xp = backend.get_array_module(inputs)
+    inputs = xp.asarray(inputs, dtype="float64")
+    if inputs.ndim < 1 or inputs.shape[0] == 0:
+        raise ValueError(f"check_cell_bptt: inputs must be (T, ...) with T ≥ 1, got shape {inputs.shape}")
+    single = not isinstance(state0, tuple | list)
+    states0 = [xp.asarray(s, dtype="float64") for s in ([state0] if single else state0)]
+    if state_names is None:
+        state_names = ("h",) if single else tuple(f"s{k}" for k in range(len(states0)))
+    if len(state_names) != len(states0):
+        raise ValueError(f"check_cell_bptt: {len(states0)} state parts but state_names {state_names}")
+    arrays = {name: xp.asarray(value, dtype="float64") for name, value in params.items()}
+    steps = inputs.shape[0]
+    rng = xp.random.default_rng(seed)
+    directs = [[rng.standard_normal(s.shape) for s in states0] for _ in range(steps)]
+
+    def parts(state: Any, what: str) -> list:
+        got = [state] if single else list(state) if isinstance(state, tuple | list) else None
+        if got is None or len(got) != len(states0):
+            raise ValueError(
+                f"check_cell_bptt: {what} must have the structure of state0 ({len(states0)} parts)"
+            )
+        for value, like, name in zip(got, states0, state_names):
+            if tuple(value.shape) != like.shape:
+                shape = tuple(value.shape)
+                raise ValueError(
+                    f"check_cell_bptt: {what} part {name!r} has shape {shape}, expected {like.shape}"
+                )
+        return got
+
+    # The tape.
+    leaves = {name: tensor(value, requires_grad=True) for name, value in arrays.items()}
+    start = [tensor(s, requires_grad=True) for s in states0]
+    state = start[0] if single else tuple(start)
+    recorded, probes, loss = [], [], None
+    for t in range(steps):
+        new_state = parts(cell_fn(leaves, tensor(inputs[t]), state), f"cell_fn's state at step {t}")
+        # Each part is handed on through a zero probe leaf: the probe's gradient is ∂L/∂s_t as the
+        # hand walk defines it (direct part plus later steps, the other parts of s_t held fixed),
+        # not the total derivative a retained gradient would give when c_t also feeds h_t.
+        handed = []
+        for value, direct in zip(new_state, directs[t]):
+            probe = tensor(xp.zeros(value.shape), requires_grad=True)
+            probes.append(probe)
+            recorded.append(value)
+            value = value + probe
+            handed.append(value)
+            term = (value * tensor(direct)).sum()
+            loss = term if loss is None else loss + term
+        state = handed[0] if single else tuple(handed)
+    loss.backward()
+    tape: dict[str, Any] = {}
+    for name, leaf in leaves.items():
+        tape[name] = xp.asarray(leaf.grad.numpy()) if leaf.grad is not None else xp.zeros_like(arrays[name])
+    count = len(states0)
+    for k, name in enumerate(state_names):
+        tape[f"d{name}_0"] = xp.asarray(start[k].grad.numpy())
+        tape[f"d{name}_t"] = xp.stack([xp.asarray(probes[t * count + k].grad.numpy()) for t in range(steps)])
+
+    # The hand-derived walk, on raw arrays.
+    hand = {name: xp.zeros_like(value) for name, value in arrays.items()}
+    totals = [xp.zeros((steps, *s.shape)) for s in states0]
+    forward = [states0]
+    with_values = [xp.asarray(s.numpy()) for s in recorded]
+    for t in range(steps):
+        forward.append(with_values[t * count : (t + 1) * count])
+    carried = [xp.zeros_like(s) for s in states0]
+    for t in range(steps - 1, -1, -1):
+        d_state = [c + d for c, d in zip(carried, directs[t])]
+        for k in range(count):
+            totals[k][t] = d_state[k]
+        previous = forward[t][0] if single else tuple(forward[t])
+        result = hand_backward(arrays, inputs[t], previous, d_state[0] if single else tuple(d_state))
+        if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[0], dict):
+            raise ValueError(
+                "check_cell_bptt: hand_backward must return (dict of parameter gradients, d_state_prev)"
+            )
+        grads, carried = result[0], parts(result[1], f"hand_backward's d_state_prev at step {t}")
+        unknown, missing = set(grads) - set(arrays), set(arrays) - set(grads)
+        if unknown or missing:
+            raise ValueError(
+                f"check_cell_bptt: hand_backward's gradients at step {t} lack {sorted(missing)} "
+                f"and name no parameter {sorted(unknown)}"
+            )
+        for name, g in grads.items():
+            if tuple(g.shape) != arrays[name].shape:
+                raise ValueError(
+                    f"check_cell_bptt: gradient of {name!r} has shape {tuple(g.shape)}, "
+                    f"expected {arrays[name].shape}"
+                )
+            hand[name] += g
+    for k, name in enumerate(state_names):
+        hand[f"d{name}_0"] = carried[k]
+        hand[f"d{name}_t"] = totals[k]
+
+    errors = {}
+    for name, expected in tape.items():
+        scale = float(xp.abs(expected).max()) if expected.size else 0.0
+        difference = float(xp.abs(hand[name] - expected).max()) if expected.size else 0.0
+        errors[name] = difference / scale if scale > 0 else difference
+    return CellBPTTCheck(errors, tape, hand)
