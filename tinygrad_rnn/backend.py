@@ -338,12 +338,19 @@ def save_npz(file: Any, arrays: dict[str, Any]) -> None:
 
 
 def load_npz(path: Any) -> dict[str, Any] | None:
-    """Read every member of an ``.npz`` archive with pickle disabled; None when the file is a plain
-    ``.npy`` array rather than an archive. Errors from reading a damaged file propagate; a member whose
-    header claims more data than the member holds raises ``ValueError`` before anything is allocated."""
-    with open(path, "rb") as file:
-        if file.read(6) == b"\x93NUMPY":
-            return None
+    """Read every member of an ``.npz`` archive (a path, or a seekable binary file object read from its
+    current position) with pickle disabled; None when the file is a plain ``.npy`` array rather than an
+    archive. Errors from reading a damaged file propagate; a member whose header claims more data than
+    the member holds raises ``ValueError`` before anything is allocated."""
+    if hasattr(path, "read"):
+        start = path.tell()
+        magic = path.read(6)
+        path.seek(start)
+    else:
+        with open(path, "rb") as file:
+            magic = file.read(6)
+    if magic == b"\x93NUMPY":
+        return None
     loaded = np.load(path, allow_pickle=False)
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         return None
