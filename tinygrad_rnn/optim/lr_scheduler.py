@@ -233,6 +233,11 @@ class MultiStepLR(LRScheduler):
         factor = self.gamma ** self.milestones[self.last_epoch]
         return [group["lr"] * factor for group in self.optimizer.param_groups]
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore attributes; the milestones come back as a counter (``tg.load`` gives a plain dict)."""
+        super().load_state_dict(state_dict)
+        self.milestones = Counter({int(epoch): int(count) for epoch, count in self.milestones.items()})
+
     def _get_closed_form_lr(self) -> list[float]:
         passed = bisect.bisect_right(sorted(self.milestones.elements()), self.last_epoch)
         return [base * self.gamma**passed for base in self.base_lrs]
