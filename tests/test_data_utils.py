@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from fake_cupy import install
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import nn, optim
@@ -415,3 +416,21 @@ def test_no_warnings_on_the_common_paths():
         warnings.simplefilter("error")
         list(DataLoader(squares(5), batch_size=2, shuffle=True))
         random_split(squares(10), [0.5, 0.5])
+
+
+def test_gpu_generators_draw_on_their_gpu_and_refuse_a_cpu_generator(monkeypatch):
+    install(monkeypatch, device_count=2)  # CuPy stand-in, strict where CuPy is
+    g = tg.Generator(device="cuda:1").manual_seed(3)
+    first = tg.randn(4, device="cuda:1", generator=g)
+    assert first.device == "cuda:1"
+    g.manual_seed(3)
+    np.testing.assert_array_equal(tg.randn(4, device="cuda:1", generator=g).numpy(), first.numpy())
+    with pytest.raises(RuntimeError, match="expected a 'cuda' device type for generator but found 'cpu'"):
+        tg.randn(2, device="cuda", generator=tg.Generator())
+    with pytest.raises(RuntimeError, match="CUDA generator"):
+        g.get_state()
+    assert sorted(tg.randperm(6, device="cuda").tolist()) == list(range(6))
+    data = TensorDataset(tg.randn(5, 2, device="cuda"), tg.arange(5, device="cuda"))
+    batches = list(DataLoader(data, batch_size=2, shuffle=True, generator=tg.Generator().manual_seed(0)))
+    assert [b[0].device for b in batches] == ["cuda:0"] * 3
+    assert sorted(v for b in batches for v in b[1].tolist()) == list(range(5))

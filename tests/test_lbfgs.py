@@ -13,6 +13,7 @@ import io
 
 import numpy as np
 import pytest
+from fake_cupy import install
 
 import tinygrad_rnn as tg
 from tinygrad_rnn import optim
@@ -305,3 +306,25 @@ def test_step_without_a_closure_and_parameter_groups_are_refused():
         optim.LBFGS([p]).step()
     with pytest.raises(ValueError, match="parameter groups"):
         optim.LBFGS([{"params": [p]}, {"params": [tg.zeros(1, requires_grad=True)]}])
+
+
+def test_lbfgs_runs_on_a_gpu_parameter_as_on_the_cpu(monkeypatch):
+    install(monkeypatch, device_count=1)  # CuPy stand-in, strict where CuPy is
+    results = []
+    for device in ("cpu", "cuda"):
+        p = tg.tensor([1.0, 2.0], dtype=tg.float64, device=device, requires_grad=True)
+        opt = optim.LBFGS([p], history_size=3, line_search_fn="strong_wolfe")
+
+        def closure(p=p, opt=opt):
+            opt.zero_grad()
+            loss = ((p - 3.0) ** 4).sum() + (p[0] * p[1]) ** 2 * 0.01
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        fresh = optim.LBFGS([p], history_size=3, line_search_fn="strong_wolfe")
+        fresh.load_state_dict(opt.state_dict())
+        assert fresh.state[p]["d"].device == device
+        fresh.step(closure)
+        results.append(p.numpy())
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-12)

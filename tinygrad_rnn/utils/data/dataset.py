@@ -152,11 +152,7 @@ def random_split(
     for value in lengths:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(f"random_split: lengths must be non-negative ints or fractions, got {lengths}")
-    if (
-        math.isclose(sum(lengths), 1.0)
-        and sum(lengths) <= 1.0 + 1e-9
-        and not all(isinstance(v, int) for v in lengths)
-    ):
+    if math.isclose(sum(lengths), 1.0) and sum(lengths) <= 1.0:  # fractions, as PyTorch decides
         sizes = [math.floor(n * fraction) for fraction in lengths]
         for i in range(n - sum(sizes)):
             sizes[i % len(sizes)] += 1
