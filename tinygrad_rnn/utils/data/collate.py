@@ -13,10 +13,6 @@ from ...tensor import Tensor
 __all__ = ["default_collate", "default_convert"]
 
 
-def _is_numeric_array(value: Any) -> bool:
-    return backend.is_array(value)
-
-
 def _array_tensor(values: list[Any], where: str) -> Tensor:
     """Stack arrays or NumPy scalars of one shape into a Tensor of their dtype."""
     first = values[0]
@@ -62,7 +58,7 @@ def _collate(batch: list[Any], where: str) -> Any:
         return stack(batch, 0)
     if isinstance(elem, str | bytes):
         return batch
-    if _is_numeric_array(elem):
+    if backend.is_array(elem):
         return _array_tensor(batch, where)
     if isinstance(elem, bool):
         return tensor(batch)

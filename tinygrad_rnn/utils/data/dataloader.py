@@ -7,9 +7,11 @@ groups them into batches of ``batch_size`` (the last one smaller unless ``drop_l
 samples and merges each batch with ``collate_fn`` (:func:`default_collate` unless given).
 
 Loading always runs in the calling process. ``num_workers > 0`` is accepted so that programs written for
-PyTorch run unchanged, and for a map-style dataset it yields the same batches in the same order as
-PyTorch's worker processes do; ``pin_memory``, ``timeout``, ``prefetch_factor``, ``persistent_workers``
-and ``multiprocessing_context`` only tune those processes and change no data. ``worker_init_fn`` would
+PyTorch run unchanged; the batches are those of ``num_workers=0``, in the sampler's order (which
+PyTorch's workers keep too). A dataset that draws random numbers in ``__getitem__`` draws them from
+this process's streams rather than from per-worker ones. ``pin_memory``, ``timeout``,
+``prefetch_factor``, ``persistent_workers`` and ``multiprocessing_context`` only tune worker processes
+and change no data. ``worker_init_fn`` would
 have to run inside a worker, so it is refused with an error. An ``IterableDataset`` is iterated once
 (PyTorch iterates one copy per worker unless the dataset shards itself with ``get_worker_info()``,
 which here returns None, as in PyTorch's main process).
