@@ -5,6 +5,7 @@ import io
 import math
 import warnings
 
+import numpy as np
 import pytest
 
 import tinygrad_rnn as tg
@@ -123,6 +124,27 @@ def test_stepping_the_scheduler_before_the_optimizer_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         scheduler.step()
+
+
+def test_an_optimizer_subclass_with_its_own_step_is_tracked_too():
+    class SignSGD(optim.Optimizer):
+        def __init__(self, params, lr):
+            super().__init__(params, dict(lr=lr))
+
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.data = p.numpy() - group["lr"] * np.sign(p.grad.numpy())
+
+    p = tg.ones(2, requires_grad=True)
+    opt = SignSGD([p], lr=0.5)
+    scheduler = ExponentialLR(opt, gamma=0.5)
+    p.grad = tg.ones(2)
+    opt.step()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scheduler.step()
+    assert p.tolist() == [0.5, 0.5] and opt.param_groups[0]["lr"] == 0.25
 
 
 def test_step_with_an_epoch_jumps_to_the_closed_form_with_a_deprecation_warning():

@@ -145,7 +145,6 @@ class LBFGS(Optimizer):
                 "LBFGS.step needs a closure that clears the gradients, computes the loss, calls "
                 "backward() and returns the loss"
             )
-        self._step_count += 1
         with no_grad():
             result = self._run(closure)
         mark_optimizer_step()

@@ -24,6 +24,7 @@ closed form, which is what the recursion gives when it runs alone:
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 import types
 import warnings
@@ -73,6 +74,7 @@ class LRScheduler:
                         f"{name}: param 'initial_lr' is not specified in param_groups[{i}] when resuming "
                         "an optimizer (last_epoch != -1); build the scheduler with last_epoch=-1 first"
                     )
+        _track_steps(optimizer)
         self.base_lrs: list[float] = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._step_count = 0
@@ -93,7 +95,7 @@ class LRScheduler:
     def step(self, epoch: int | None = None) -> None:
         """Advance one epoch (or, deprecated as in PyTorch, jump to ``epoch``) and set the rates."""
         self._step_count += 1
-        if self._step_count == 2 and getattr(self.optimizer, "_step_count", 1) == 0:
+        if self._step_count == 2 and not getattr(self.optimizer, "_stepped", True):
             warnings.warn(
                 "Detected call of `lr_scheduler.step()` before `optimizer.step()`: call `optimizer.step()` "
                 "first, or the first value of the schedule is skipped (PyTorch's order)",
@@ -129,6 +131,23 @@ class LRScheduler:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, last_lr={self.get_last_lr()})"
+
+
+def _track_steps(optimizer: Optimizer) -> None:
+    """Wrap the optimizer's ``step`` (this instance only) to note that it ran, so that a scheduler
+    stepped first can warn, as PyTorch does; works for subclasses that override ``step`` too."""
+    if getattr(optimizer.step, "_notes_steps", False):
+        return
+    step = optimizer.step
+    optimizer._stepped = False  # type: ignore[attr-defined]
+
+    @functools.wraps(step)
+    def noted_step(*args: Any, **kwargs: Any) -> Any:
+        optimizer._stepped = True  # type: ignore[attr-defined]
+        return step(*args, **kwargs)
+
+    noted_step._notes_steps = True  # type: ignore[attr-defined]
+    optimizer.step = noted_step  # type: ignore[method-assign]
 
 
 def _as_list(value: Any) -> Any:

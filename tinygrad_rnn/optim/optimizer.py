@@ -51,8 +51,6 @@ class Optimizer:
         self.defaults = dict(defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[Tensor, dict[str, Any]] = {}
-        # Counts step() calls, so a learning-rate scheduler can warn when it is stepped first (as PyTorch).
-        self._step_count = 0
         if isinstance(params, Tensor):
             raise TypeError(
                 f"{type(self).__name__}: params must be an iterable of Tensors or of dicts, got a single "
@@ -132,7 +130,6 @@ class Optimizer:
         """Update every parameter that has a gradient; ``closure`` (re-evaluating the loss) runs first
         with gradients enabled and its result is returned."""
         loss = None
-        self._step_count += 1
         if closure is not None:
             with enable_grad():
                 loss = closure()
