@@ -1,6 +1,8 @@
 """Optimizers: the first steps of each against its documented update rule written out in NumPy here,
 parameter groups, state dicts, in-place semantics and argument checks."""
 
+from copy import deepcopy
+
 import numpy as np
 import pytest
 
@@ -307,6 +309,41 @@ def test_state_dict_has_pytorchs_layout_with_numpy_copies():
     assert isinstance(buffer, np.ndarray) and buffer.shape == P0.shape
     buffer[...] = 123.0
     assert not np.any(opt.state[params[0]]["exp_avg"].numpy() == 123.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("SGD", dict(lr=0.1, momentum=0.9)),
+        ("Adam", dict(lr=0.1, amsgrad=True)),
+        ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True)),
+        ("Adagrad", dict(lr=0.1)),
+    ],
+)
+def test_load_state_dict_copies_so_optimizers_loaded_from_one_dict_share_nothing(name, options):
+    params, opt = make_pair(name, options)
+    drive(params, opt, 2, start=0)
+    saved = opt.state_dict()
+    snapshot = deepcopy(saved)
+
+    first_params, first = make_pair(name, options)
+    second_params, second = make_pair(name, options)
+    first.load_state_dict(saved)
+    second.load_state_dict(saved)
+    before = {
+        key: value.numpy().copy() for key, value in second.state[second_params[0]].items() if key != "step"
+    }
+    drive(first_params, first, 2, start=2)
+
+    after = second.state[second_params[0]]
+    assert after["step"] == 2
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key].numpy(), value, err_msg=key)
+    for index, buffers in snapshot["state"].items():
+        for key, value in buffers.items():
+            np.testing.assert_array_equal(saved["state"][index][key], value, err_msg=key)
+    first.param_groups[0]["lr"] = 123.0
+    assert second.param_groups[0]["lr"] == saved["param_groups"][0]["lr"] == options["lr"]
 
 
 def test_load_state_dict_rejects_a_dict_that_does_not_fit_and_changes_nothing():

@@ -1,6 +1,7 @@
 """tg.save / tg.load: exact round trips of model and optimizer state dicts, refusal of pickle, damaged
 and foreign files, and atomic replacement."""
 
+import io
 import os
 import pathlib
 import pickle
@@ -268,3 +269,124 @@ def test_tensors_on_any_device_are_saved_as_host_arrays(tmp_path, device):
     loaded = tg.load(tmp_path / "d.npz")["t"]
     assert isinstance(loaded, np.ndarray)
     np.testing.assert_array_equal(loaded, [1.0, 2.0])
+
+
+# ---- file objects, checkpoints, map_location -------------------------------------------------------------
+
+
+def checkpoint_of_a_trained_model():
+    tg.manual_seed(8)
+    model = nn.LSTM(3, 4)
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    out, _ = model(tg.randn(5, 2, 3))
+    loss = (out**2).mean()
+    loss.backward()
+    opt.step()
+    return model, opt, {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3, "loss": loss}
+
+
+def test_a_checkpoint_round_trips_through_bytesio_and_resumes_training():
+    model, opt, checkpoint = checkpoint_of_a_trained_model()
+    buffer = io.BytesIO()
+    tg.save(checkpoint, buffer)
+    assert buffer.tell() == len(buffer.getvalue()) > 0  # written at the position, left open
+    buffer.seek(0)
+    loaded = tg.load(buffer)
+    assert loaded["epoch"] == 3 and float(loaded["loss"]) == checkpoint["loss"].item()
+    assert_same_tree(loaded["model"], model.state_dict())
+    assert_same_tree(loaded["optimizer"], opt.state_dict())
+    tg.manual_seed(9)
+    resumed = nn.LSTM(3, 4)
+    resumed.load_state_dict(loaded["model"])
+    resumed_opt = optim.Adam(resumed.parameters(), lr=0.5)
+    resumed_opt.load_state_dict(loaded["optimizer"])
+    assert resumed_opt.param_groups[0]["lr"] == 0.01
+    x = tg.randn(4, 1, 3)
+    for m, o in ((model, opt), (resumed, resumed_opt)):
+        o.zero_grad()
+        (m(x)[0] ** 2).mean().backward()
+        o.step()
+    for a, b in zip(resumed.parameters(), model.parameters()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_open_real_files_in_binary_mode_work_and_text_mode_is_refused_by_name(tmp_path):
+    state = {"w": np.arange(6.0).reshape(2, 3), "step": 7}
+    path = tmp_path / "ckpt.pt"
+    with open(path, "wb") as f:
+        tg.save(state, f)
+    assert path.stat().st_size > 0
+    with open(path, "rb") as f:
+        assert_same_tree(tg.load(f), state)
+    assert_same_tree(tg.load(str(path)), state)  # what a file object wrote, a path reads
+    with open(tmp_path / "text.pt", "w") as f, pytest.raises(TypeError, match="binary mode"):
+        tg.save(state, f)
+    with open(path, encoding="latin-1") as f, pytest.raises(TypeError, match="binary mode"):
+        tg.load(f)
+
+
+def test_a_file_object_is_read_from_its_current_position():
+    buffer = io.BytesIO()
+    buffer.write(b"header bytes")
+    start = buffer.tell()
+    tg.save({"a": np.ones(2)}, buffer)
+    buffer.seek(start)
+    assert_same_tree(tg.load(buffer), {"a": np.ones(2)})
+
+
+def test_bad_file_objects_are_refused_with_clear_errors(tmp_path):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.npz"
+    make_payload_npz(evil, marker)
+    with open(evil, "rb") as f, pytest.raises(ValueError, match=r"evil\.npz.*needs pickle"):
+        tg.load(f)
+    assert not marker.exists()
+    with pytest.raises(ValueError, match=r"BytesIO.*(pickle|not a readable)"):
+        tg.load(io.BytesIO(pickle.dumps(Payload(marker))))
+    assert not marker.exists()
+    good = io.BytesIO()
+    tg.save({"w": np.arange(100.0)}, good)
+    data = good.getvalue()
+    for size in (0, 10, len(data) // 2):
+        with pytest.raises(ValueError, match=r"BytesIO.*(truncated or corrupted|not a readable)"):
+            tg.load(io.BytesIO(data[:size]))
+    foreign = io.BytesIO()
+    np.savez(foreign, weights=np.ones(3))
+    foreign.seek(0)
+    with pytest.raises(ValueError, match=r"not written by tinygrad_rnn\.save"):
+        tg.load(foreign)
+    with pytest.raises(TypeError, match="path or a binary file object"):
+        tg.load(12)
+    with pytest.raises(TypeError, match="path or a binary file object"):
+        tg.save({}, 12)
+
+
+def test_saving_a_module_or_optimizer_object_points_to_state_dict(tmp_path):
+    model, opt, _ = checkpoint_of_a_trained_model()
+    for obj, name in ((model, "LSTM"), (opt, "Adam"), ({"model": model}, "LSTM")):
+        buffer = io.BytesIO()
+        with pytest.raises(TypeError, match=rf"{name} object.*without pickle.*state_dict\(\)"):
+            tg.save(obj, buffer)
+        assert buffer.getvalue() == b""  # refused before anything is written
+    with pytest.raises(TypeError, match="state_dict"):
+        tg.save(model, tmp_path / "model.pt")
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "map_location",
+    ["cpu", tg.device("cpu"), "cuda:0", {"cuda:0": "cpu"}, lambda storage, location: storage, None],
+)
+def test_load_accepts_map_location_and_returns_host_arrays(map_location):
+    buffer = io.BytesIO()
+    tg.save({"w": tg.ones(2)}, buffer)
+    buffer.seek(0)
+    loaded = tg.load(buffer, map_location=map_location, weights_only=True)
+    assert isinstance(loaded["w"], np.ndarray)
+
+
+def test_load_refuses_a_map_location_that_is_not_a_device():
+    with pytest.raises(ValueError, match="map_location 'gpu'"):
+        tg.load(io.BytesIO(), map_location="gpu")
+    with pytest.raises(TypeError, match="map_location"):
+        tg.load(io.BytesIO(), map_location=3.5)

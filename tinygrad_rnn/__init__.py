@@ -16,7 +16,6 @@ from .backend import (
     get_default_dtype,
     int32,
     int64,
-    manual_seed,
     set_default_device,
     set_default_dtype,
 )
@@ -105,3 +104,17 @@ bool = bool_
 
 # Drawing the tape (DOT text; SVG/PNG through the optional graphviz package)
 from . import viz  # noqa: E402
+
+# Random generators (tg.Generator, seeding, randperm/multinomial) and tg.utils.data.
+from . import random, utils  # noqa: E402  (a block of its own, kept last for merging)
+from .random import (  # noqa: E402
+    Generator,
+    default_generator,
+    get_rng_state,
+    initial_seed,
+    manual_seed,
+    multinomial,
+    randperm,
+    seed,
+    set_rng_state,
+)

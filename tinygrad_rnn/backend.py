@@ -338,12 +338,19 @@ def save_npz(file: Any, arrays: dict[str, Any]) -> None:
 
 
 def load_npz(path: Any) -> dict[str, Any] | None:
-    """Read every member of an ``.npz`` archive with pickle disabled; None when the file is a plain
-    ``.npy`` array rather than an archive. Errors from reading a damaged file propagate; a member whose
-    header claims more data than the member holds raises ``ValueError`` before anything is allocated."""
-    with open(path, "rb") as file:
-        if file.read(6) == b"\x93NUMPY":
-            return None
+    """Read every member of an ``.npz`` archive (a path, or a seekable binary file object read from its
+    current position) with pickle disabled; None when the file is a plain ``.npy`` array rather than an
+    archive. Errors from reading a damaged file propagate; a member whose header claims more data than
+    the member holds raises ``ValueError`` before anything is allocated."""
+    if hasattr(path, "read"):
+        start = path.tell()
+        magic = path.read(6)
+        path.seek(start)
+    else:
+        with open(path, "rb") as file:
+            magic = file.read(6)
+    if magic == b"\x93NUMPY":
+        return None
     loaded = np.load(path, allow_pickle=False)
     if not isinstance(loaded, np.lib.npyio.NpzFile):
         return None
@@ -560,3 +567,139 @@ def fused_kernel(array: Any, in_params: str, out_params: str, operation: str, na
     if kernel is None:
         kernel = _kernels[key] = _cupy.ElementwiseKernel(in_params, out_params, operation, name)
     return kernel
+
+
+# ---- generators: the NumPy-backed core of tg.Generator (random.py holds the public class) --------------
+#
+# A generator owns one random stream (a ``numpy.random.Generator`` on the CPU, a CuPy one on a GPU).
+# The *default* generator of a device is the stream above (``generator(dev)``), so ``tg.randn`` and a
+# shuffling DataLoader draw from one sequence, as in PyTorch. Without ``manual_seed`` the streams derive
+# from a seed drawn from the operating system once per process, so ``initial_seed()`` can report it.
+
+SEED_BITS = 64
+if _seed is None:
+    # Unseeded runs still differ from process to process, but each knows its seed.
+    _seed = int(np.random.SeedSequence().entropy) & (2**63 - 1)
+_stream_seeds: dict[Device, tuple[int, Any]] = {}  # a device's default stream reseeded on its own
+
+
+def fresh_seed() -> int:
+    """A non-deterministic seed from the operating system's entropy (63 bits, fits an int64)."""
+    return int(np.random.SeedSequence().entropy) & (2**63 - 1)
+
+
+def check_seed(seed: Any, caller: str) -> int:
+    """A seed as PyTorch takes it: an int in [-2⁶³, 2⁶⁴); a negative one wraps modulo 2⁶⁴."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"{caller}: seed must be an int, got {seed!r}")
+    seed = int(seed)
+    if not -(2**63) <= seed < 2**SEED_BITS:
+        raise ValueError(f"{caller}: seed {seed} is out of range [-2**63, 2**64)")
+    return seed % 2**SEED_BITS
+
+
+def new_stream(dev: Device, seed: int) -> Any:
+    """A fresh random stream on ``dev`` started from ``seed``."""
+    if dev.type == "cpu":
+        return np.random.default_rng(seed)
+    return use_device(dev).random.default_rng(seed)
+
+
+def reseed_default_stream(dev: Device, seed: int) -> None:
+    """Restart one device's default stream from ``seed`` (what ``default_generator.manual_seed`` does)."""
+    stream = new_stream(dev, seed)
+    _generators[dev] = stream
+    _stream_seeds[dev] = (seed, stream)
+
+
+def default_stream_seed(dev: Device) -> int:
+    """The seed the default stream of ``dev`` started from."""
+    own = _stream_seeds.get(dev)
+    if own is not None and _generators.get(dev) is own[1]:
+        return own[0]
+    return _seed + (0 if dev.type == "cpu" else 1 + (dev.index or 0))
+
+
+def stream_state(stream: Any) -> Any:
+    """A CPU stream's full state as a uint8 array (PCG64's 128-bit state and increment, and the
+    buffered half-word), which :func:`set_stream_state` restores exactly."""
+    if not isinstance(stream, np.random.Generator):
+        raise RuntimeError("the state of a CUDA generator cannot be read; use a CPU generator for get_state")
+    state = stream.bit_generator.state
+    if state["bit_generator"] != "PCG64":
+        raise RuntimeError(f"unsupported bit generator {state['bit_generator']}")
+    words = [state["state"]["state"], state["state"]["inc"], state["has_uint32"], state["uinteger"]]
+    data = b"".join(int(word).to_bytes(size, "little") for word, size in zip(words, (16, 16, 1, 4)))
+    return np.frombuffer(data, dtype=np.uint8).copy()
+
+
+def set_stream_state(stream: Any, state: Any) -> None:
+    """Restore a state from :func:`stream_state` into a CPU stream."""
+    if not isinstance(stream, np.random.Generator):
+        raise RuntimeError("the state of a CUDA generator cannot be set; use a CPU generator for set_state")
+    data = np.asarray(to_numpy(state))
+    if data.dtype != np.uint8 or data.shape != (37,):
+        raise ValueError(
+            f"set_state: expected the uint8 array of 37 bytes that get_state returns, got dtype {data.dtype} "
+            f"and shape {data.shape}"
+        )
+    raw = data.tobytes()
+    words = [int.from_bytes(raw[a:b], "little") for a, b in ((0, 16), (16, 32), (32, 33), (33, 37))]
+    stream.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": words[0], "inc": words[1]},
+        "has_uint32": words[2],
+        "uinteger": words[3],
+    }
+
+
+def normal_from(stream: Any, shape: tuple[int, ...], dtype: Any, dev: Device) -> Any:
+    """Standard normal numbers from a given stream (a generator's), on ``dev``."""
+    _use_if_gpu(dev)
+    return stream.standard_normal(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
+
+
+def uniform_from(stream: Any, shape: tuple[int, ...], dtype: Any, dev: Device) -> Any:
+    """Uniform numbers in [0, 1) from a given stream, on ``dev``."""
+    _use_if_gpu(dev)
+    return stream.random(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
+
+
+def integers_from(stream: Any, low: int, high: int, shape: tuple[int, ...], dev: Device) -> Any:
+    """Integers in [low, high) (int64) from a given stream, on ``dev``."""
+    _use_if_gpu(dev)
+    return stream.integers(low, high, size=shape, dtype=int64)
+
+
+def permutation_from(stream: Any, n: int, dev: Device) -> Any:
+    """A random permutation of 0 … n-1 (int64) from a given stream, on ``dev``: the order of ``n``
+    uniform keys, so CPU and GPU streams need nothing beyond ``random``."""
+    _use_if_gpu(dev)
+    keys = stream.random((n,), dtype=float64)
+    return get_array_module(keys).argsort(keys, kind="stable").astype(int64, copy=False)
+
+
+def multinomial_from(
+    stream: Any, probabilities: Any, num_samples: int, replacement: bool, dev: Device
+) -> Any:
+    """``num_samples`` category indices per row of non-negative weights (rows sum to anything > 0),
+    with or without replacement, as ``torch.multinomial``; (rows, num_samples) int64 on ``dev``."""
+    _use_if_gpu(dev)
+    xp = get_array_module(probabilities)
+    weights = xp.asarray(probabilities, dtype=float64)
+    rows = weights.reshape(-1, weights.shape[-1])
+    totals = rows.sum(axis=1, keepdims=True)
+    if replacement:
+        cumulative = xp.cumsum(rows / totals, axis=1)
+        cumulative[:, -1] = 1.0  # rounding may leave the last edge just below 1
+        draws = stream.random((rows.shape[0], num_samples), dtype=float64)
+        picks = xp.stack(
+            [xp.searchsorted(cumulative[i], draws[i], side="right") for i in range(rows.shape[0])]
+        )
+    else:
+        # Gumbel-top-k: sorting log w - log(-log u) draws without replacement in proportion to w.
+        u = stream.random(rows.shape, dtype=float64)
+        with np.errstate(divide="ignore"):
+            keys = xp.log(rows) - xp.log(-xp.log(u))
+        picks = xp.argsort(-keys, axis=1, kind="stable")[:, :num_samples]
+    return picks.reshape((*weights.shape[:-1], num_samples)).astype(int64, copy=False)

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from . import backend, ops
+from . import backend, ops, random
 from .tensor import Number, Tensor, _dim, _shape_arg
 
 
@@ -62,26 +62,35 @@ def full(
     return _factory(_on(dev, lambda: xp.full(shape, fill_value, dtype=dtype)), requires_grad)
 
 
-def randn(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    """Standard normal samples from the device's seeded generator (``tg.manual_seed``)."""
+def randn(
+    *size: Any, generator: Any = None, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    """Standard normal samples from ``generator`` or the device's seeded one (``tg.manual_seed``)."""
     shape, dtype, dev, _ = _factory_args(size, dtype, device)
-    return _factory(backend.random_normal(shape, dtype, dev), requires_grad)
+    stream = random.stream_for(generator, dev, "randn")
+    return _factory(backend.normal_from(stream, shape, dtype, dev), requires_grad)
 
 
-def rand(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    """Uniform samples in [0, 1) from the device's seeded generator."""
+def rand(
+    *size: Any, generator: Any = None, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    """Uniform samples in [0, 1) from ``generator`` or the device's seeded one."""
     shape, dtype, dev, _ = _factory_args(size, dtype, device)
-    return _factory(backend.random_uniform(shape, dtype, dev), requires_grad)
+    stream = random.stream_for(generator, dev, "rand")
+    return _factory(backend.uniform_from(stream, shape, dtype, dev), requires_grad)
 
 
-def randint(low: int, high: int | None = None, size: Sequence[int] = (), device: Any = None) -> Tensor:
-    """Integers drawn uniformly from [low, high) (int64) from the seeded generator."""
+def randint(
+    low: int, high: int | None = None, size: Sequence[int] = (), device: Any = None, *, generator: Any = None
+) -> Tensor:
+    """Integers drawn uniformly from [low, high) (int64) from ``generator`` or the seeded one."""
     if high is None:
         low, high = 0, low
     if not low < high:
         raise ValueError(f"randint: high must be greater than low, got low={low}, high={high}")
     shape, _, dev, _ = _factory_args(tuple(size), None, device)
-    return Tensor._make(backend.random_integers(low, high, shape, dev), False, None, 0)
+    stream = random.stream_for(generator, dev, "randint")
+    return Tensor._make(backend.integers_from(stream, low, high, shape, dev), False, None, 0)
 
 
 def arange(

@@ -1,5 +1,8 @@
 """``tg.save`` and ``tg.load``: state dicts as ``.npz`` files, never pickle, written atomically.
 
+Both take a path or an open binary file object (``open(..., "wb")``/``"rb"``, ``io.BytesIO``), as
+``torch.save``/``torch.load`` do; a file object is written at, or read from, its current position.
+
 A saved object is a tree of dicts, lists and tuples whose leaves are arrays (or Tensors), numbers,
 strings, booleans and None: a model's ``state_dict()`` (name -> array) or an optimizer's (nested dicts
 and lists of numbers and arrays). Every array becomes one member of the archive (``a0``, ``a1``, ...);
@@ -10,14 +13,15 @@ Loading uses ``allow_pickle=False`` and reads only arrays and JSON, so a file ca
 that needs pickle, is truncated or corrupted, or is an ``.npz`` written by something else is refused
 with an error that names the path and the problem.
 
-Writing goes to a temporary file in the same directory, which is flushed, fsynced and then renamed over
-the destination with ``os.replace`` (atomic on POSIX and Windows): a crash mid-write leaves the previous
-file intact.
+Writing to a path goes to a temporary file in the same directory, which is flushed, fsynced and then
+renamed over the destination with ``os.replace`` (atomic on POSIX and Windows): a crash mid-write
+leaves the previous file intact.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -77,6 +81,13 @@ class _Encoder:
         if isinstance(value, list | tuple):
             encoded = [self.encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
             return {"$tuple" if isinstance(value, tuple) else "$list": encoded}
+        if callable(getattr(value, "state_dict", None)):
+            # A module, optimizer or scheduler: saving the object would need pickle; its state dict does not.
+            raise TypeError(
+                f"save: {where} is a {type(value).__name__} object, which cannot be saved without pickle; "
+                f"save its state_dict() instead: tg.save(obj.state_dict(), path), and rebuild the "
+                f"{type(value).__name__} in code before calling load_state_dict(tg.load(path))"
+            )
         raise TypeError(
             f"save: {where} is a {type(value).__name__}; only dicts, lists, tuples, arrays, Tensors, "
             "numbers, strings, booleans and None can be saved"
@@ -113,12 +124,14 @@ def _decode(value: Any, arrays: dict[str, Any], path: str) -> Any:
     raise ValueError(f"load: {path!r} is corrupted: unexpected entry {str(value)[:80]} in its structure")
 
 
-def save(state: Any, path: str | os.PathLike) -> None:
-    """Write ``state`` (a state dict: nested dicts/lists/tuples of arrays, Tensors, numbers, strings)
-    to ``path`` as an ``.npz`` archive without pickle, atomically (see the module docstring).
+def save(state: Any, f: str | os.PathLike | Any) -> None:
+    """Write ``state`` (a state dict or checkpoint: nested dicts/lists/tuples of arrays, Tensors,
+    numbers, strings) to ``f`` as an ``.npz`` archive without pickle: to a path atomically (see the
+    module docstring), or into an open binary file object at its position (the object stays open).
 
     Tensors and CuPy arrays are saved as host NumPy arrays. Raises ``TypeError`` naming the entry
-    that cannot be saved (before anything is written).
+    that cannot be saved (before anything is written); a module or optimizer object itself is refused
+    with a pointer to its ``state_dict()``.
     """
     encoder = _Encoder()
     root = encoder.encode(state, "state")
@@ -126,7 +139,12 @@ def save(state: Any, path: str | os.PathLike) -> None:
     members = dict(encoder.arrays)
     members[STRUCTURE_MEMBER] = backend.np.frombuffer(text.encode("utf-8"), dtype=backend.np.uint8)
 
-    path = os.fspath(path)
+    if hasattr(f, "write"):
+        _save_to_file_object(members, f)
+        return
+    if not isinstance(f, str | os.PathLike):
+        raise TypeError(f"save: expected a path or a binary file object to write to, got {type(f).__name__}")
+    path = os.fspath(f)
     if os.path.isdir(path):
         raise IsADirectoryError(f"save: {path!r} is a directory; give the path of a file to write")
     directory = os.path.dirname(os.path.abspath(path))
@@ -145,6 +163,18 @@ def save(state: Any, path: str | os.PathLike) -> None:
             os.unlink(temporary)
         raise
     _sync_directory(directory)
+
+
+def _save_to_file_object(members: dict[str, Any], file: Any) -> None:
+    if isinstance(file, io.TextIOBase) or "b" not in getattr(file, "mode", "b"):
+        raise TypeError("save: the file object is open in text mode; open it in binary mode ('wb')")
+    buffer = io.BytesIO()
+    backend.save_npz(buffer, members)
+    # One write of the finished archive: an error while encoding never leaves half an archive behind.
+    file.write(buffer.getvalue())
+    flush = getattr(file, "flush", None)
+    if flush is not None:
+        flush()
 
 
 def _file_mode(path: str) -> int:
@@ -171,18 +201,34 @@ def _sync_directory(directory: str) -> None:
         os.close(descriptor)
 
 
-def load(path: str | os.PathLike) -> Any:
-    """Read a file written by :func:`save` and return the same tree, with NumPy arrays for arrays.
+def load(f: str | os.PathLike | Any, map_location: Any = None, *, weights_only: bool | None = None) -> Any:
+    """Read a file written by :func:`save` (a path, or a binary file object read from its position to
+    its end) and return the same tree, with host NumPy arrays for arrays.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the path for a file that
+    ``map_location`` is accepted as in ``torch.load`` (a device or its name, a dict of names, or a
+    function) and checked, but nothing is moved: arrays come back as NumPy arrays, and
+    ``load_state_dict`` copies them onto each parameter's own device. ``weights_only`` is accepted for
+    the same reason; this loader never unpickles, whatever its value.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for one that
     needs pickle, is truncated or corrupted, or was not written by :func:`save`. No code in the file is
     ever run.
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"load: no such file {path!r}")
+    _check_map_location(map_location)
+    if weights_only is not None and not isinstance(weights_only, bool):
+        raise TypeError(f"load: weights_only must be a bool or None, got {weights_only!r}")
+    if hasattr(f, "read"):
+        source: Any = _read_file_object(f)
+        path = getattr(f, "name", None)
+        path = path if isinstance(path, str) else f"<{type(f).__name__}>"
+    else:
+        if not isinstance(f, str | os.PathLike):
+            raise TypeError(f"load: expected a path or a binary file object, got {type(f).__name__}")
+        path = source = os.fspath(f)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"load: no such file {path!r}")
     try:
-        members = backend.load_npz(path)
+        members = backend.load_npz(source)
     except ValueError as error:
         if "pickle" in str(error):
             raise ValueError(
@@ -218,3 +264,34 @@ def load(path: str | os.PathLike) -> Any:
         return _decode(header["root"], members, path)
     except RecursionError:
         raise ValueError(f"load: {path!r} is corrupted: its structure is nested too deeply") from None
+
+
+def _read_file_object(file: Any) -> io.BytesIO:
+    """The rest of an open file as an in-memory binary file (NumPy needs to seek inside the archive)."""
+    data = file.read()
+    if isinstance(data, str):
+        raise TypeError("load: the file object is open in text mode; open it in binary mode ('rb')")
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"load: reading the file object gave {type(data).__name__}, expected bytes")
+    return io.BytesIO(bytes(data))
+
+
+def _check_map_location(map_location: Any) -> None:
+    """Accept what torch.load accepts for ``map_location`` and refuse anything else by name."""
+    if map_location is None or callable(map_location):
+        return
+    if isinstance(map_location, dict):
+        for key, value in map_location.items():
+            _check_map_location(key)
+            _check_map_location(value)
+        return
+    if isinstance(map_location, str | backend.Device):
+        try:
+            backend.device(map_location)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"load: map_location {map_location!r} is not a device ({error})") from None
+        return
+    raise TypeError(
+        "load: map_location must be a device, a device name, a dict or a function, "
+        f"got {type(map_location).__name__}"
+    )

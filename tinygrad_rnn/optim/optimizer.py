@@ -20,9 +20,9 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import backend
-from .autograd import enable_grad, mark_optimizer_step, no_grad
-from .tensor import Tensor
+from .. import backend
+from ..autograd import enable_grad, mark_optimizer_step, no_grad
+from ..tensor import Tensor
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop"]
 
@@ -187,16 +187,14 @@ class Optimizer:
         for group in self.param_groups:
             for p in group["params"]:
                 if p in self.state:
-                    state[index[id(p)]] = {
-                        key: backend.to_numpy(value._data).copy() if isinstance(value, Tensor) else value
-                        for key, value in self.state[p].items()
-                    }
+                    state[index[id(p)]] = {key: _export(value) for key, value in self.state[p].items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore options and buffers saved by :meth:`state_dict` (from this or another optimizer of the
         same type over parameters of the same shapes). Buffers are copied onto each parameter's device
-        and dtype; nothing changes when the dict does not fit."""
+        and dtype, so neither the dict nor another optimizer loaded from it shares memory with this one;
+        nothing changes when the dict does not fit."""
         name = type(self).__name__
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
             raise ValueError(f"{name}.load_state_dict: expected a dict with keys 'state' and 'param_groups'")
@@ -234,7 +232,7 @@ class Optimizer:
         if isinstance(value, Tensor):
             value = value._data
         if not backend.is_array(value) or value.ndim == 0:
-            return value.item() if backend.is_array(value) else value
+            return value.item() if backend.is_array(value) else copy.deepcopy(value)
         if tuple(value.shape) != p.shape:
             raise ValueError(
                 f"{type(self).__name__}.load_state_dict: buffer {key!r} has shape {tuple(value.shape)}, "
@@ -242,6 +240,15 @@ class Optimizer:
             )
         array = backend.to_device(value, p.device).astype(p.dtype, copy=True)
         return Tensor._make(array, False, None, 0)
+
+
+def _export(value: Any) -> Any:
+    """A state entry as it goes into a state dict: Tensors as NumPy copies, containers copied deeply."""
+    if isinstance(value, Tensor):
+        return backend.to_numpy(value._data).copy()
+    if isinstance(value, list | tuple):
+        return type(value)(_export(item) for item in value)
+    return copy.deepcopy(value)
 
 
 def _device_of(p: Tensor) -> Any:
