@@ -105,6 +105,7 @@ bool = bool_
 # Drawing the tape (DOT text; SVG/PNG through the optional graphviz package)
 from . import viz  # noqa: E402
 
+# isort: split
 # Random generators (tg.Generator, seeding, randperm/multinomial) and tg.utils.data.
 from . import random, utils  # noqa: E402  (a block of its own, kept last for merging)
 from .random import (  # noqa: E402
