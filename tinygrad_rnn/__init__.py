@@ -102,3 +102,43 @@ half = float16
 long = int64
 int = int32
 bool = bool_
+
+# Tensor methods and functions everyday PyTorch code reaches (issue 11, item 5)
+from .functions import (  # noqa: E402
+    BoolTensor,
+    DoubleTensor,
+    FloatTensor,
+    IntTensor,
+    LongTensor,
+    addmm,
+    argsort,
+    baddbmm,
+    bmm,
+    clamp_max,
+    clamp_min,
+    cos,
+    cumsum,
+    einsum,
+    flip,
+    floor,
+    index_add,
+    index_select,
+    linspace,
+    masked_select,
+    mm,
+    multinomial,
+    narrow,
+    norm,
+    one_hot,
+    randperm,
+    roll,
+    round,
+    scatter,
+    scatter_add,
+    sign,
+    sin,
+    sort,
+    topk,
+    tril,
+    triu,
+)

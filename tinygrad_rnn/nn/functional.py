@@ -347,3 +347,6 @@ def binary_cross_entropy_with_logits(
         _broadcast_shape(name, input.shape, weight.shape)
         loss = loss * weight
     return _reduce(loss, reduction)
+
+
+from ..functions import one_hot as one_hot  # noqa: E402

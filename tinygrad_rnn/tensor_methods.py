@@ -1,0 +1,551 @@
+"""More ``Tensor`` methods, with PyTorch's names and semantics: sorting and selection (``topk``, ``sort``,
+``argsort``, ``narrow``, ``index_select``, ``masked_select``, ``scatter``), batched products (``bmm``,
+``baddbmm``, ``addmm``, ``einsum``), rearrangements (``repeat``, ``flip``, ``roll``, ``tril``/``triu``),
+``cumsum``, ``norm``, ``sin``/``cos``, the ``new_*`` factories and the in-place shape changes.
+
+``Tensor`` inherits them; differentiable ones are built on a ``Function`` of ``ops`` (or on differentiable
+methods), and every argument is checked here, at the public call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+from typing import Any
+
+from . import autograd, backend, ops
+
+SortResult = namedtuple("SortResult", ["values", "indices"])
+
+
+def _t() -> Any:
+    return autograd.Tensor
+
+
+def _checked_dim(dim: Any, ndim: int, name: str, shape: tuple) -> int:
+    from .tensor import _dim
+
+    return _dim(dim, ndim, name, shape)
+
+
+def _constant(self: Any, array: Any) -> Any:
+    return self._make(backend.ensure_array(array), False, None, 0)
+
+
+def _zero_gradient(self: Any, result: Any, *inputs: Any) -> Any:
+    """``result`` (a constant) tied to ``inputs`` with a zero gradient: the derivative of a step
+    function (floor, round, sign, a rounded division) almost everywhere, as PyTorch records it."""
+    out = result
+    for t in inputs:
+        if isinstance(t, _t()) and t.requires_grad and autograd._grad_enabled:
+            out = out + ops.Where.apply(_constant(self, self._xp.zeros((), dtype=bool)), t, t._operand(0))
+    return out
+
+
+class TensorMethods:
+    """Methods mixed into ``Tensor`` (see the module docstring)."""
+
+    __slots__ = ()
+
+    # ---- arithmetic forms ----------------------------------------------------------------------------
+
+    def add(self: Any, other: Any, alpha: Any = 1) -> Any:
+        """``self + alpha * other``; also PyTorch's old ``add(number, tensor)`` order."""
+        if isinstance(alpha, _t()) and not isinstance(other, _t()):
+            other, alpha = alpha, other
+        return self + (other if alpha == 1 else other * alpha)
+
+    def sub(self: Any, other: Any, alpha: Any = 1) -> Any:
+        """``self - alpha * other``."""
+        return self - (other if alpha == 1 else other * alpha)
+
+    def div(self: Any, other: Any, rounding_mode: str | None = None) -> Any:
+        """``self / other``; ``rounding_mode="trunc"`` rounds toward zero, ``"floor"`` down (gradient 0,
+        integer tensors stay integer)."""
+        if rounding_mode is None:
+            return self / other
+        if rounding_mode not in ("trunc", "floor"):
+            raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+        xp = self._xp
+        b = other._data if isinstance(other, _t()) else other
+        a = self._data
+        if (
+            a.dtype.kind in "iu"
+            and (getattr(b, "dtype", None) is None or b.dtype.kind in "iu")
+            and not isinstance(b, float)
+        ):
+            if xp.any(xp.asarray(b) == 0):
+                raise ZeroDivisionError("div: integer division by zero")
+            out = xp.floor_divide(a, b)
+            if rounding_mode == "trunc":
+                out = xp.where((out < 0) & (out * b != a), out + 1, out)
+        else:
+            quotient = a / b
+            out = xp.floor(quotient) if rounding_mode == "floor" else xp.trunc(quotient)
+            if self.dtype.kind == "f":
+                out = out.astype(self.dtype, copy=False)
+        return _zero_gradient(self, _constant(self, out), self, other)
+
+    divide = div
+
+    def floor(self: Any) -> Any:
+        """Rounded down (gradient 0)."""
+        return _zero_gradient(self, _constant(self, self._xp.floor(self._data)), self)
+
+    def round(self: Any) -> Any:
+        """Rounded to the nearest integer, halves to even (gradient 0)."""
+        return _zero_gradient(self, _constant(self, self._xp.round(self._data)), self)
+
+    def sign(self: Any) -> Any:
+        """-1, 0 or 1 (gradient 0)."""
+        return _zero_gradient(self, _constant(self, self._xp.sign(self._data)), self)
+
+    def clamp_min(self: Any, min: Any) -> Any:
+        """``max(self, min)``."""
+        return self.clamp(min=min)
+
+    def clamp_max(self: Any, max: Any) -> Any:
+        """``min(self, max)``."""
+        return self.clamp(max=max)
+
+    def sin(self: Any) -> Any:
+        """sin(x);  gradient g·cos(x)."""
+        return ops.Sin.apply(self)
+
+    def cos(self: Any) -> Any:
+        """cos(x);  gradient -g·sin(x)."""
+        return ops.Cos.apply(self)
+
+    def cumsum(self: Any, dim: int) -> Any:
+        """Running sums along ``dim``;  gradient: reversed running sums of g."""
+        return ops.CumSum.apply(self, dim=_checked_dim(dim, self.ndim, "cumsum", self.shape))
+
+    def norm(self: Any, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Any:
+        """The p-norm over ``dim`` (all elements by default): p = 'fro' or 2, any finite p >= 1, inf, -inf
+        or 0 (the count of nonzeros, not differentiable). At 0 the gradient is taken as 0, as PyTorch's."""
+        if p == "fro":
+            p = 2
+        if isinstance(p, str) or not isinstance(p, int | float):
+            raise ValueError(f"norm: p must be a number or 'fro', got {p!r}")
+        dims = self._dims(dim, "norm")
+        if self.dtype.kind != "f":
+            raise TypeError(f"norm: needs a floating tensor, got dtype {self.dtype}")
+        if p == math.inf:
+            return self.abs().amax(dims, keepdim)
+        if p == -math.inf:
+            return self.abs().amin(dims, keepdim)
+        if p == 0:
+            count = (self._data != 0).sum(axis=dims, keepdims=keepdim).astype(self.dtype)
+            return _constant(self, count)
+        if not p >= 1 or not math.isfinite(p):
+            raise ValueError(f"norm: p must be 'fro', 0, inf, -inf or a finite number >= 1, got {p}")
+        if not dims:
+            return self.abs()
+        return ops.VectorNorm.apply(self, p=float(p), dims=dims, keepdim=keepdim)
+
+    # ---- comparisons as methods ----------------------------------------------------------------------
+
+    def eq(self: Any, other: Any) -> Any:
+        """``self == other`` elementwise (a bool tensor)."""
+        return self == other
+
+    def ne(self: Any, other: Any) -> Any:
+        """``self != other`` elementwise."""
+        return self != other
+
+    def lt(self: Any, other: Any) -> Any:
+        """``self < other`` elementwise."""
+        return self < other
+
+    def le(self: Any, other: Any) -> Any:
+        """``self <= other`` elementwise."""
+        return self <= other
+
+    def gt(self: Any, other: Any) -> Any:
+        """``self > other`` elementwise."""
+        return self > other
+
+    def ge(self: Any, other: Any) -> Any:
+        """``self >= other`` elementwise."""
+        return self >= other
+
+    def equal(self: Any, other: Any) -> bool:
+        """True when both have the same shape and elements."""
+        return self.shape == other.shape and bool((self._data == other._data).all())
+
+    def all(self: Any, dim: int | None = None, keepdim: bool = False) -> Any:
+        """True where every element (along ``dim``) is nonzero."""
+        axis = None if dim is None else _checked_dim(dim, self.ndim, "all", self.shape)
+        return _constant(self, self._xp.asarray(self._data.astype(bool).all(axis=axis, keepdims=keepdim)))
+
+    def any(self: Any, dim: int | None = None, keepdim: bool = False) -> Any:
+        """True where some element (along ``dim``) is nonzero."""
+        axis = None if dim is None else _checked_dim(dim, self.ndim, "any", self.shape)
+        return _constant(self, self._xp.asarray(self._data.astype(bool).any(axis=axis, keepdims=keepdim)))
+
+    # ---- sorting and selection -----------------------------------------------------------------------
+
+    def _order(self: Any, axis: int, descending: bool) -> Any:
+        """The int64 indices that sort along ``axis`` (stable, ties in index order)."""
+        data = self._data
+        if descending:
+            data = -data if data.dtype.kind != "b" else ~data
+        if self.ndim == 0:
+            return self._xp.zeros((), dtype=backend.int64)
+        return self._xp.argsort(data, axis=axis, kind="stable").astype(backend.int64)
+
+    def sort(self: Any, dim: int = -1, descending: bool = False, stable: bool = False) -> SortResult:
+        """``(values, indices)`` sorted along ``dim``;  values' gradient goes back to where each came from."""
+        axis = _checked_dim(dim, self.ndim, "sort", self.shape)
+        indices = _constant(self, self._order(axis, descending))
+        if self.ndim == 0:
+            return SortResult(self * 1, indices)
+        return SortResult(self.gather(axis, indices), indices)
+
+    def argsort(self: Any, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
+        """The indices that sort along ``dim`` (not differentiable)."""
+        axis = _checked_dim(dim, self.ndim, "argsort", self.shape)
+        return _constant(self, self._order(axis, descending))
+
+    def topk(self: Any, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> SortResult:
+        """The ``k`` largest (``largest=False``: smallest) along ``dim`` as ``(values, indices)``, in
+        sorted order;  values' gradient goes back to where each came from."""
+        axis = _checked_dim(dim, self.ndim, "topk", self.shape)
+        size = self.shape[axis] if self.ndim else 1
+        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= size:
+            raise ValueError(
+                f"topk: k must be an int in [0, {size}] for dim {dim} of shape {self.shape}, got {k}"
+            )
+        order = self._order(axis, largest)
+        if self.ndim == 0:
+            return SortResult(self * 1, _constant(self, order))
+        key = (slice(None),) * axis + (slice(0, k),)
+        indices = _constant(self, self._xp.ascontiguousarray(order[key]))
+        return SortResult(self.gather(axis, indices), indices)
+
+    def narrow(self: Any, dim: int, start: Any, length: int) -> Any:
+        """Elements ``start`` .. ``start + length - 1`` along ``dim`` (a view)."""
+        axis = _checked_dim(dim, self.ndim, "narrow", self.shape)
+        start = int(start)
+        size = self.shape[axis]
+        if start < 0:
+            start += size
+        if not 0 <= start <= size or length < 0 or start + length > size:
+            raise IndexError(
+                f"narrow: start {start} and length {length} do not fit dim {dim} of size {size} "
+                f"(shape {self.shape})"
+            )
+        return self[(slice(None),) * axis + (slice(start, start + length),)]
+
+    def index_select(self: Any, dim: int, index: Any) -> Any:
+        """The entries ``index`` (a 1-D integer tensor) along ``dim``;  gradient scattered back (summed)."""
+        axis = _checked_dim(dim, self.ndim, "index_select", self.shape)
+        if not isinstance(index, _t()) or index.dtype.kind not in "iu" or index.ndim > 1:
+            raise TypeError("index_select: index must be a 1-D integer tensor")
+        return self[(slice(None),) * axis + (index.reshape(-1),)]
+
+    def masked_select(self: Any, mask: Any) -> Any:
+        """The elements where ``mask`` (broadcast with self) is true, as a 1-D tensor."""
+        mask = mask if isinstance(mask, _t()) else _t()(mask, device=self.device)
+        if mask.dtype.kind != "b":
+            raise TypeError(f"masked_select: mask must be a bool tensor, got dtype {mask.dtype}")
+        try:
+            shape = tuple(self._xp.broadcast_shapes(self.shape, mask.shape))
+        except ValueError:
+            raise ValueError(
+                f"masked_select: mask shape {mask.shape} does not broadcast with {self.shape}"
+            ) from None
+        source = self if self.shape == shape else self.expand(*shape)
+        return source[_constant(self, self._xp.broadcast_to(mask._data, shape))]
+
+    def _scatter_args(self: Any, name: str, dim: int, index: Any, src: Any) -> tuple:
+        axis = _checked_dim(dim, self.ndim, name, self.shape)
+        if not isinstance(index, _t()) or index.dtype.kind not in "iu":
+            raise TypeError(f"{name}: index must be an integer tensor")
+        if index.ndim != self.ndim or (isinstance(src, _t()) and src.ndim != self.ndim):
+            raise ValueError(
+                f"{name}: index, src and self must have the same number of dims, got index "
+                f"{index.shape}, src {getattr(src, 'shape', None)}, self {self.shape}"
+            )
+        for d, n in enumerate(index.shape):
+            if (d != axis and n > self.shape[d]) or (isinstance(src, _t()) and n > src.shape[d]):
+                raise ValueError(
+                    f"{name}: index shape {index.shape} is larger than self {self.shape} or src "
+                    f"{getattr(src, 'shape', None)} in dim {d}"
+                )
+        size = self.shape[axis]
+        if index.numel() and (int(index._data.min()) < -size or int(index._data.max()) >= size):
+            raise IndexError(f"{name}: index out of range for dim {dim} of size {size}")
+        if isinstance(src, _t()):
+            src = self._operand(src)
+            if src.shape != index.shape:
+                src = src[tuple(slice(0, n) for n in index.shape)]
+            if src.dtype != self.dtype:
+                src = src.type(self.dtype)
+        else:
+            src = _constant(self, self._xp.full(index.shape, src, dtype=self.dtype))
+        data = index._data.astype(backend.int64) % max(size, 1)
+        return axis, data, src
+
+    def scatter(
+        self: Any, dim: int, index: Any, src: Any = None, value: Any = None, reduce: Any = None
+    ) -> Any:
+        """A copy with ``out[..., index[i], ...] = src[i]`` along ``dim`` (``src`` a tensor or, as ``value``,
+        a number);  gradient: 0 at the written positions for self, g gathered at index for src."""
+        if reduce is not None:
+            raise ValueError("scatter: reduce= is not supported; use scatter_add for 'add'")
+        if src is None:
+            src = value
+        if src is None:
+            raise TypeError("scatter: needs src (a tensor) or value (a number)")
+        axis, index_data, src = self._scatter_args("scatter", dim, index, src)
+        return ops.Scatter.apply(self, src, index=index_data, dim=axis, add=False)
+
+    def scatter_add(self: Any, dim: int, index: Any, src: Any) -> Any:
+        """A copy with ``src`` added at ``index`` along ``dim`` (repeats accumulate);  gradient: g for
+        self, g gathered at index for src."""
+        if not isinstance(src, _t()):
+            raise TypeError("scatter_add: src must be a tensor")
+        axis, index_data, src = self._scatter_args("scatter_add", dim, index, src)
+        return ops.Scatter.apply(self, src, index=index_data, dim=axis, add=True)
+
+    def index_add(self: Any, dim: int, index: Any, source: Any, alpha: Any = 1) -> Any:
+        """A copy with ``alpha * source`` added at the entries ``index`` along ``dim`` (repeats sum)."""
+        from .tensor import _index_arg
+
+        axis = _checked_dim(dim, self.ndim, "index_add", self.shape)
+        if not isinstance(index, _t()) or index.dtype.kind not in "iu" or index.ndim != 1:
+            raise TypeError("index_add: index must be a 1-D integer tensor")
+        out = (
+            self.clone()
+            if autograd._grad_enabled and self.requires_grad
+            else self._make(self._data.copy(), False, None, 0)
+        )
+        key = _index_arg((slice(None),) * axis + (index,), self)
+        return out._put("index_add", key, source if alpha == 1 else source * alpha, accumulate=True)
+
+    # ---- products ------------------------------------------------------------------------------------
+
+    def mm(self: Any, other: Any) -> Any:
+        """The matrix product of two 2-D tensors."""
+        if self.ndim != 2 or getattr(other, "ndim", None) != 2:
+            raise ValueError(
+                f"mm: expects two 2-D tensors, got shapes {self.shape} and {getattr(other, 'shape', None)}"
+            )
+        return self @ other
+
+    def bmm(self: Any, other: Any) -> Any:
+        """Batched matrix product of (b, n, m) and (b, m, p) tensors."""
+        shape = getattr(other, "shape", None)
+        if (
+            self.ndim != 3
+            or shape is None
+            or len(shape) != 3
+            or shape[0] != self.shape[0]
+            or shape[1] != self.shape[2]
+        ):
+            raise ValueError(
+                f"bmm: expects (b, n, m) and (b, m, p) tensors, got shapes {self.shape} and {shape}"
+            )
+        return self @ other
+
+    def baddbmm(self: Any, batch1: Any, batch2: Any, beta: Any = 1, alpha: Any = 1) -> Any:
+        """``beta * self + alpha * (batch1 @ batch2)`` for batched matrices."""
+        product = batch1.bmm(batch2)
+        return _scaled_sum(self, product, beta, alpha)
+
+    def addmm(self: Any, mat1: Any, mat2: Any, beta: Any = 1, alpha: Any = 1) -> Any:
+        """``beta * self + alpha * (mat1 @ mat2)`` for matrices."""
+        return _scaled_sum(self, mat1.mm(mat2), beta, alpha)
+
+    # ---- rearrangements ------------------------------------------------------------------------------
+
+    def repeat(self: Any, *sizes: Any) -> Any:
+        """The tensor tiled ``sizes[i]`` times along dim i (leading new dims when more sizes than dims)."""
+        from .tensor import _shape_arg
+
+        sizes = _shape_arg(sizes)
+        if len(sizes) < self.ndim or any(not isinstance(n, int) or n < 0 for n in sizes):
+            raise ValueError(f"repeat: needs at least {self.ndim} non-negative int sizes, got {sizes}")
+        shape = (1,) * (len(sizes) - self.ndim) + self.shape
+        interleaved = [n for pair in zip((1,) * len(shape), shape) for n in pair]
+        target = [n for pair in zip(sizes, shape) for n in pair]
+        tiled = self.reshape(*interleaved).expand(*target)
+        return tiled.reshape(*(r * n for r, n in zip(sizes, shape)))
+
+    def flip(self: Any, *dims: Any) -> Any:
+        """The order of the elements reversed along ``dims``."""
+        from .tensor import _shape_arg
+
+        axes = {_checked_dim(d, self.ndim, "flip", self.shape) for d in _shape_arg(dims)}
+        key = tuple(slice(None, None, -1) if axis in axes else slice(None) for axis in range(self.ndim))
+        return self[key] * 1 if axes else self * 1
+
+    def roll(self: Any, shifts: Any, dims: Any = None) -> Any:
+        """Elements shifted by ``shifts`` along ``dims`` with wrap-around (flattened when dims is None)."""
+        if dims is None:
+            if isinstance(shifts, tuple | list):
+                raise ValueError("roll: several shifts need as many dims")
+            return self.reshape(-1).roll(shifts, 0).reshape(self.shape)
+        shifts = tuple(shifts) if isinstance(shifts, tuple | list) else (shifts,)
+        dims = tuple(dims) if isinstance(dims, tuple | list) else (dims,)
+        if len(shifts) != len(dims):
+            raise ValueError(f"roll: shifts {shifts} and dims {dims} differ in length")
+        out = self
+        for shift, dim in zip(shifts, dims):
+            axis = _checked_dim(dim, self.ndim, "roll", self.shape)
+            size = self.shape[axis]
+            if size == 0 or shift % size == 0:
+                continue
+            source = (self._xp.arange(size) - shift) % size
+            out = out[(slice(None),) * axis + (_constant(self, source),)]
+        return out if out is not self else self * 1
+
+    def _triangle(self: Any, name: str, diagonal: int, lower: bool) -> Any:
+        if self.ndim < 2:
+            raise ValueError(f"{name}: expects a tensor of at least 2 dims, got shape {self.shape}")
+        rows, cols = self.shape[-2:]
+        xp = self._xp
+        offset = xp.arange(cols)[None, :] - xp.arange(rows)[:, None]
+        keep = offset <= diagonal if lower else offset >= diagonal
+        return self.where(_constant(self, keep), 0)
+
+    def tril(self: Any, diagonal: int = 0) -> Any:
+        """The lower triangle (on and below ``diagonal``) kept, the rest 0."""
+        return self._triangle("tril", diagonal, True)
+
+    def triu(self: Any, diagonal: int = 0) -> Any:
+        """The upper triangle (on and above ``diagonal``) kept, the rest 0."""
+        return self._triangle("triu", diagonal, False)
+
+    def reshape_as(self: Any, other: Any) -> Any:
+        """Reshaped to ``other``'s shape."""
+        return self.reshape(other.shape)
+
+    # ---- in-place shape changes ----------------------------------------------------------------------
+
+    def _reshape_in_place(self: Any, name: str, make: Any) -> Any:
+        from . import inplace
+
+        if getattr(self, "_view_fn", None) not in (None, inplace.DETACHED) or getattr(self, "_views", None):
+            raise RuntimeError(
+                f"{name}: changing the shape in place of a view, or of a tensor that has live views, is not "
+                "supported; use the out-of-place form"
+            )
+        if autograd._grad_enabled and self.requires_grad and self._ctx is None:
+            raise RuntimeError(
+                f"{name}: a leaf Variable that requires grad is being used in an in-place operation."
+            )
+        new = make(self)
+        self._data = new._data
+        if new._ctx is not None:
+            self._ctx, self._index = new._ctx, new._index
+        views = getattr(self, "_views", None)
+        if views is not None:
+            views.discard(new)
+        return self
+
+    def unsqueeze_(self: Any, dim: int) -> Any:
+        """In place :meth:`unsqueeze` (the tensor's shape changes)."""
+        return self._reshape_in_place("unsqueeze_", lambda t: t.unsqueeze(dim))
+
+    def squeeze_(self: Any, dim: int | None = None) -> Any:
+        """In place :meth:`squeeze`."""
+        return self._reshape_in_place("squeeze_", lambda t: t.squeeze(dim))
+
+    def t_(self: Any) -> Any:
+        """In place :meth:`t`."""
+        return self._reshape_in_place("t_", lambda t: t.t())
+
+    def transpose_(self: Any, dim0: int, dim1: int) -> Any:
+        """In place :meth:`transpose`."""
+        return self._reshape_in_place("transpose_", lambda t: t.transpose(dim0, dim1))
+
+    # ---- factories on the tensor's dtype and device --------------------------------------------------
+
+    def new_zeros(
+        self: Any, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Any:
+        """Zeros of ``size``, with this tensor's dtype and device unless given."""
+        from . import functions
+
+        return functions.zeros(
+            *size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad
+        )
+
+    def new_ones(
+        self: Any, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Any:
+        """Ones of ``size``, with this tensor's dtype and device unless given."""
+        from . import functions
+
+        return functions.ones(
+            *size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad
+        )
+
+    def new_empty(
+        self: Any, *size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Any:
+        """A tensor of ``size`` (zeros here), with this tensor's dtype and device unless given."""
+        return self.new_zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_full(
+        self: Any,
+        size: Any,
+        fill_value: Any,
+        dtype: Any = None,
+        device: Any = None,
+        requires_grad: bool = False,
+    ) -> Any:
+        """``fill_value`` in ``size``, with this tensor's dtype and device unless given."""
+        from . import functions
+
+        return functions.full(
+            size,
+            fill_value,
+            dtype=dtype or self.dtype,
+            device=device or self.device,
+            requires_grad=requires_grad,
+        )
+
+    def new_tensor(
+        self: Any, data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False
+    ) -> Any:
+        """A copy of ``data``, with this tensor's dtype and device unless given."""
+        return _t()(
+            data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad
+        )
+
+    # ---- the rest of the everyday surface ------------------------------------------------------------
+
+    def __iter__(self: Any) -> Any:
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
+
+    @property
+    def is_cuda(self: Any) -> bool:
+        """True on a GPU."""
+        return self.device.type == "cuda"
+
+    def is_contiguous(self: Any) -> bool:
+        """Whether the data is C-contiguous in memory."""
+        return bool(self._data.flags.c_contiguous)
+
+    def random_(self: Any, low: int = 0, high: int | None = None) -> Any:
+        """In place: integers drawn uniformly from [low, high) (``random_(n)``: [0, n))."""
+        if high is None:
+            if low == 0:
+                raise ValueError("random_: give the upper bound, e.g. random_(10) or random_(0, 10)")
+            low, high = 0, low
+        if not low < high:
+            raise ValueError(f"random_: high must be greater than low, got {low} and {high}")
+        values = backend.random_integers(low, high, self.shape, self.device)
+        return self._put("random_", Ellipsis, _constant(self, values.astype(self.dtype)))
+
+
+def _scaled_sum(base: Any, product: Any, beta: Any, alpha: Any) -> Any:
+    scaled = product if alpha == 1 else product * alpha
+    if beta == 0:
+        return scaled  # as PyTorch: base is ignored, even nan or inf in it
+    return (base if beta == 1 else base * beta) + scaled
