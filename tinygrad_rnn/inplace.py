@@ -33,31 +33,73 @@ EXPANDED = "expanded"  # a broadcast view: several elements share one memory loc
 DETACHED = "detached"  # ``detach()``/``.data`` of a tensor that requires grad: same storage, no history
 
 
+class ViewInfo:
+    """What a tensor knows about the storage it shares: ``base`` and ``fn`` for a view (its root, the
+    tensor that views no other, and the recipe from the root's array to its own; ``fn`` is ``EXPANDED``
+    for a broadcast view, ``DETACHED`` for a detached alias), and for a root its live ``views`` (weak
+    references, pruned as they die)."""
+
+    __slots__ = ("base", "fn", "views")
+
+    def __init__(self, base: Any = None, fn: Any = None) -> None:
+        self.base, self.fn, self.views = base, fn, None
+
+
+def view_info(t: Any) -> ViewInfo | None:
+    """``t._view``; a tensor built without ``Tensor.__init__``/``_make`` (a subclass) may not have it set."""
+    try:
+        return t._view
+    except AttributeError:
+        return None
+
+
+def _fn_of(t: Any) -> Any:
+    info = view_info(t)
+    return None if info is None else info.fn
+
+
 def register_view(base: Any, out: Any, view_fn: Callable[[Any], Any] | None) -> None:
     """Record that ``out``'s array is ``view_fn(base's array)`` (None: an expanded, unwritable view).
 
-    The view keeps its root (the tensor that views no other) and the recipe from the root's array to its
-    own; the root keeps a weak set of its live views, to re-derive them after a write.
+    The view keeps its root and its recipe from the root's array; the root keeps weak references to its
+    live views, to re-derive them after a write (inplace writes are rare, views are not: this is kept
+    cheap, a weak reference appended and the dead ones pruned when the list doubles).
     """
-    parent_fn = getattr(base, "_view_fn", None)
+    parent = view_info(base)
+    parent_fn = None if parent is None else parent.fn
     if parent_fn is None or parent_fn == DETACHED:
         root, fn = base, (EXPANDED if view_fn is None else view_fn)
     elif parent_fn == EXPANDED:
-        root, fn = base._base, EXPANDED
+        root, fn = parent.base, EXPANDED
     else:
-        root = base._base
+        root = parent.base
         fn = EXPANDED if view_fn is None else _compose(parent_fn, view_fn)
-    out._base, out._view_fn = root, fn
-    if callable(fn):
-        views = getattr(root, "_views", None)
+    out._view = ViewInfo(root, fn)
+    if fn is not EXPANDED:
+        info = view_info(root)
+        if info is None:
+            info = root._view = ViewInfo()
+        views = info.views
         if views is None:
-            views = root._views = weakref.WeakSet()
-        views.add(out)
+            info.views = [weakref.ref(out)]
+        else:
+            views.append(weakref.ref(out))
+            count = len(views)
+            if count >= 64 and not count & (count - 1):
+                views[:] = [r for r in views if r() is not None]
+
+
+def live_views(t: Any) -> list:
+    """The live views registered on root ``t``."""
+    info = view_info(t)
+    if info is None or not info.views:
+        return []
+    return [v for v in (r() for r in info.views) if v is not None]
 
 
 def mark_detached(source: Any, out: Any) -> None:
     """``out`` shares ``source``'s storage without its history (``detach``)."""
-    out._base, out._view_fn = source, DETACHED
+    out._view = ViewInfo(source, DETACHED)
 
 
 def _compose(first: Callable, second: Callable) -> Callable:
@@ -66,15 +108,16 @@ def _compose(first: Callable, second: Callable) -> Callable:
 
 def root_of(x: Any, name: str) -> tuple[Any, Callable | None]:
     """The tensor whose storage a write into ``x`` changes, and x's recipe from it (None: x itself)."""
-    fn = getattr(x, "_view_fn", None)
+    fn = _fn_of(x)
     if fn is None or fn == DETACHED:
         return x, None
     if fn == EXPANDED:
         raise ValueError(
             f"{name}: more than one element of the written-to tensor refers to a single memory location "
-            f"(it was made by expand or expand_as); clone() it first: it is read-only (tensor shape {x.shape})"
+            f"(it was made by expand or expand_as); clone() it first: it is read-only "
+            f"(tensor shape {x.shape})"
         )
-    return x._base, fn
+    return x._view.base, fn
 
 
 def records(x: Any, root: Any, others: tuple = ()) -> bool:
@@ -95,7 +138,7 @@ def check_recordable(x: Any, root: Any, name: str) -> None:
             f"{name}: {what} that requires grad is being used in an in-place operation. Change it "
             "inside `with tg.no_grad():` (as initialisation and optimizers do), or write into a clone()"
         )
-    if getattr(x, "_view_fn", None) == DETACHED:
+    if _fn_of(x) == DETACHED:
         raise RuntimeError(
             f"{name}: writing a value that requires grad into a detached alias (detach() or .data) of a "
             "tensor that requires grad would bypass its graph; write into the tensor itself or a clone()"
@@ -114,13 +157,12 @@ def _rebase(t: Any, out: Any) -> None:
 def _finish(root: Any, changed: Any) -> None:
     """Count the change and re-derive every live view of ``root`` that may overlap ``changed``."""
     autograd.bump_version(root)
-    views = getattr(root, "_views", None)
-    if not views or not root.requires_grad:
+    if view_info(root) is None or not root.requires_grad:
         return
     xp = root._xp
-    for view in list(views):
+    for view in live_views(root):
         if xp.may_share_memory(view._data, changed):
-            _rebase(view, ViewOf.apply(root, view_fn=view._view_fn))
+            _rebase(view, ViewOf.apply(root, view_fn=view._view.fn))
 
 
 def _as_value(x: Any, value: Any, name: str) -> Any:

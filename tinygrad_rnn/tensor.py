@@ -30,17 +30,14 @@ class Tensor(InPlaceMethods, TensorMethods):
     require gradients.
     """
 
-    # ``_base``, ``_view_fn`` and ``_views`` are set only on views and their bases (see inplace.py).
     __slots__ = (
         "__weakref__",
-        "_base",
         "_ctx",
         "_data",
         "_hooks",
         "_index",
         "_version",
-        "_view_fn",
-        "_views",
+        "_view",  # None, or the views of this storage and how this tensor views it (inplace.ViewInfo)
         "grad",
         "requires_grad",
     )
@@ -59,6 +56,7 @@ class Tensor(InPlaceMethods, TensorMethods):
         self._index = 0
         self._version: Any = None  # in-place version counter, created when first needed
         self._hooks: list | None = None
+        self._view: Any = None
         self.grad: Tensor | None = None
         self.requires_grad = False
         if requires_grad:
@@ -75,6 +73,7 @@ class Tensor(InPlaceMethods, TensorMethods):
         t._index = index
         t._version = None
         t._hooks = None
+        t._view = None
         return t
 
     # ---- properties ---------------------------------------------------------------------------------

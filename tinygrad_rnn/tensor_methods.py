@@ -427,7 +427,7 @@ class TensorMethods:
     def _reshape_in_place(self: Any, name: str, make: Any) -> Any:
         from . import inplace
 
-        if getattr(self, "_view_fn", None) not in (None, inplace.DETACHED) or getattr(self, "_views", None):
+        if inplace._fn_of(self) not in (None, inplace.DETACHED) or inplace.live_views(self):
             raise RuntimeError(
                 f"{name}: changing the shape in place of a view, or of a tensor that has live views, is not "
                 "supported; use the out-of-place form"
@@ -440,9 +440,9 @@ class TensorMethods:
         self._data = new._data
         if new._ctx is not None:
             self._ctx, self._index = new._ctx, new._index
-        views = getattr(self, "_views", None)
-        if views is not None:
-            views.discard(new)
+        info = inplace.view_info(self)
+        if info is not None and info.fn is None:
+            info.views = None  # ``new`` was its only view, and it is now this tensor itself
         return self
 
     def unsqueeze_(self: Any, dim: int) -> Any:
