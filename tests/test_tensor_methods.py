@@ -323,3 +323,10 @@ def test_bad_input_gets_a_clear_error(case):
     make, error, message = BAD[case]
     with pytest.raises(error, match=message):
         make()
+
+
+def test_type_accepts_legacy_types_and_names_the_legacy_type():
+    x = tg.ones(2)
+    assert x.type() == "tinygrad_rnn.FloatTensor"
+    assert x.type(tg.LongTensor).dtype == tg.int64
+    assert x.type(np.float64).dtype == tg.float64

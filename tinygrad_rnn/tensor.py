@@ -330,8 +330,14 @@ class Tensor(InPlaceMethods, TensorMethods):
             device = f"cuda:{device}"
         return self.to(device or "cuda")
 
-    def type(self, dtype: Any) -> Tensor:
-        """This tensor converted to ``dtype``; differentiable between floating dtypes."""
+    def type(self, dtype: Any = None) -> Any:
+        """This tensor converted to ``dtype`` (a dtype or a legacy type such as ``tg.LongTensor``);
+        differentiable between floating dtypes. Without an argument, the legacy type's name."""
+        if dtype is None:
+            names = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int", "bool": "Bool"}
+            return f"tinygrad_rnn.{names.get(self.dtype.name, self.dtype.name)}Tensor"
+        if isinstance(dtype, type) and "dtype" in vars(dtype):  # tg.FloatTensor and the like
+            dtype = dtype.dtype
         dtype = backend.as_dtype(dtype)
         if dtype == self.dtype:
             return self
