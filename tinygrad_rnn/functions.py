@@ -481,8 +481,8 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> T
     if replacement:
         cumulative = xp.cumsum(rows, axis=1)
         cumulative /= cumulative[:, -1:]
-        picks = xp.stack([xp.searchsorted(c, u, side="right") for c, u in zip(cumulative, uniform)])
-        picks = xp.minimum(picks, categories - 1)
+        # The category of u is the number of cumulative bounds at or below it.
+        picks = xp.minimum((uniform[:, :, None] >= cumulative[:, None, :]).sum(axis=2), categories - 1)
     else:
         # argmax over log(w) + Gumbel noise, taken k times without the chosen ones, is a draw without
         # replacement; a zero weight gets -inf and is never chosen before a positive one.

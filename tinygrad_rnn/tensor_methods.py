@@ -249,12 +249,9 @@ class TensorMethods:
         mask = mask if isinstance(mask, _t()) else _t()(mask, device=self.device)
         if mask.dtype.kind != "b":
             raise TypeError(f"masked_select: mask must be a bool tensor, got dtype {mask.dtype}")
-        try:
-            shape = tuple(self._xp.broadcast_shapes(self.shape, mask.shape))
-        except ValueError:
-            raise ValueError(
-                f"masked_select: mask shape {mask.shape} does not broadcast with {self.shape}"
-            ) from None
+        shape = _broadcast_shape(self.shape, mask.shape)
+        if shape is None:
+            raise ValueError(f"masked_select: mask shape {mask.shape} does not broadcast with {self.shape}")
         source = self if self.shape == shape else self.expand(*shape)
         return source[_constant(self, self._xp.broadcast_to(mask._data, shape))]
 
@@ -549,3 +546,12 @@ def _scaled_sum(base: Any, product: Any, beta: Any, alpha: Any) -> Any:
     if beta == 0:
         return scaled  # as PyTorch: base is ignored, even nan or inf in it
     return (base if beta == 1 else base * beta) + scaled
+
+
+def _broadcast_shape(a: tuple, b: tuple) -> tuple | None:
+    """The broadcast of two shapes, or None when they do not broadcast."""
+    width = max(len(a), len(b))
+    a, b = (1,) * (width - len(a)) + a, (1,) * (width - len(b)) + b
+    if any(n != m and 1 not in (n, m) for n, m in zip(a, b)):
+        return None
+    return tuple(m if n == 1 else n for n, m in zip(a, b))
