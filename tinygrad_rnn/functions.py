@@ -9,6 +9,7 @@ from typing import Any
 
 from . import backend, ops
 from .tensor import Number, Tensor, _dim, _shape_arg
+from .tensor_methods import stable_argsort
 
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -449,11 +450,9 @@ def randperm(n: int, dtype: Any = None, device: Any = None) -> Tensor:
     """A random permutation of 0 .. n-1 (int64) from the seeded generator."""
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
-    _, _, dev, xp = _factory_args((), None, device)
+    _, _, dev, _ = _factory_args((), None, device)
     keys = backend.random_uniform((n,), backend.float64, dev)
-    order = xp.argsort(keys, kind="stable").astype(
-        backend.int64 if dtype is None else backend.as_dtype(dtype)
-    )
+    order = stable_argsort(keys).astype(backend.int64 if dtype is None else backend.as_dtype(dtype))
     return Tensor._make(order, False, None, 0)
 
 
@@ -488,7 +487,7 @@ def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> T
         # replacement; a zero weight gets -inf and is never chosen before a positive one.
         with xp.errstate(divide="ignore") if xp is backend.np else _nothing():
             keys = xp.log(rows) - xp.log(-xp.log(xp.clip(uniform, 1e-300, 1.0)))
-        picks = xp.argsort(-keys, axis=1, kind="stable")[:, :num_samples]
+        picks = stable_argsort(-keys, 1)[:, :num_samples]
         zero = xp.take_along_axis(rows, picks, axis=1) == 0
         if bool(zero.any()):
             raise ValueError(

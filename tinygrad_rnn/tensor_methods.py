@@ -18,6 +18,14 @@ from . import autograd, backend, ops
 SortResult = namedtuple("SortResult", ["values", "indices"])
 
 
+def stable_argsort(data: Any, axis: int = -1) -> Any:
+    """Indices that sort ``data`` along ``axis``, ties kept in index order (CuPy's sort is always stable
+    and takes no ``kind``)."""
+    if type(data) is backend.NUMPY_ARRAY:
+        return data.argsort(axis=axis, kind="stable")
+    return backend.get_array_module(data).argsort(data, axis=axis)
+
+
 def _t() -> Any:
     return autograd.Tensor
 
@@ -192,7 +200,7 @@ class TensorMethods:
             data = -data if data.dtype.kind != "b" else ~data
         if self.ndim == 0:
             return self._xp.zeros((), dtype=backend.int64)
-        return self._xp.argsort(data, axis=axis, kind="stable").astype(backend.int64)
+        return stable_argsort(data, axis).astype(backend.int64)
 
     def sort(self: Any, dim: int = -1, descending: bool = False, stable: bool = False) -> SortResult:
         """``(values, indices)`` sorted along ``dim``;  values' gradient goes back to where each came from."""
