@@ -105,11 +105,6 @@ bool = bool_
 
 # Tensor methods and functions everyday PyTorch code reaches (issue 11, item 5)
 from .functions import (  # noqa: E402
-    BoolTensor,
-    DoubleTensor,
-    FloatTensor,
-    IntTensor,
-    LongTensor,
     addmm,
     argsort,
     baddbmm,
@@ -126,11 +121,9 @@ from .functions import (  # noqa: E402
     linspace,
     masked_select,
     mm,
-    multinomial,
     narrow,
     norm,
     one_hot,
-    randperm,
     roll,
     round,
     scatter,
@@ -142,3 +135,5 @@ from .functions import (  # noqa: E402
     tril,
     triu,
 )
+from .legacy import BoolTensor, DoubleTensor, FloatTensor, IntTensor, LongTensor  # noqa: E402
+from .sampling import multinomial, randperm  # noqa: E402

@@ -9,7 +9,6 @@ from typing import Any
 
 from . import backend, ops
 from .tensor import Number, Tensor, _dim, _shape_arg
-from .tensor_methods import stable_argsort
 
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -446,65 +445,6 @@ def linspace(
     return _factory(_on(dev, lambda: xp.linspace(start, end, steps).astype(dtype)), requires_grad)
 
 
-def randperm(n: int, dtype: Any = None, device: Any = None) -> Tensor:
-    """A random permutation of 0 .. n-1 (int64) from the seeded generator."""
-    if not isinstance(n, int) or n < 0:
-        raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
-    _, _, dev, _ = _factory_args((), None, device)
-    keys = backend.random_uniform((n,), backend.float64, dev)
-    order = stable_argsort(keys).astype(backend.int64 if dtype is None else backend.as_dtype(dtype))
-    return Tensor._make(order, False, None, 0)
-
-
-def multinomial(input: Tensor, num_samples: int, replacement: bool = False) -> Tensor:
-    """Indices drawn from each row of ``input`` (non-negative weights, need not sum to 1), from the seeded
-    generator: with ``replacement`` independently, without it distinct (the Gumbel top-k trick)."""
-    _require_tensor("multinomial", input)
-    if input.ndim not in (1, 2):
-        raise ValueError(f"multinomial: input must be 1-D or 2-D, got shape {input.shape}")
-    weights = input._data.astype(backend.float64)
-    xp = input._xp
-    rows = weights.reshape(-1, weights.shape[-1])
-    categories = rows.shape[1]
-    if bool((rows < 0).any()) or not bool(xp.isfinite(rows).all()) or bool((rows.sum(axis=1) <= 0).any()):
-        raise ValueError("multinomial: weights must be finite, non-negative and have a positive sum per row")
-    if not replacement and num_samples > categories:
-        raise ValueError(
-            f"multinomial: cannot draw {num_samples} distinct samples from {categories} categories"
-        )
-    if num_samples <= 0:
-        raise ValueError(f"multinomial: num_samples must be positive, got {num_samples}")
-    uniform = backend.random_uniform(
-        (rows.shape[0], num_samples if replacement else categories), backend.float64, input.device
-    )
-    if replacement:
-        cumulative = xp.cumsum(rows, axis=1)
-        cumulative /= cumulative[:, -1:]
-        # The category of u is the number of cumulative bounds at or below it.
-        picks = xp.minimum((uniform[:, :, None] >= cumulative[:, None, :]).sum(axis=2), categories - 1)
-    else:
-        # argmax over log(w) + Gumbel noise, taken k times without the chosen ones, is a draw without
-        # replacement; a zero weight gets -inf and is never chosen before a positive one.
-        with xp.errstate(divide="ignore") if xp is backend.np else _nothing():
-            keys = xp.log(rows) - xp.log(-xp.log(xp.clip(uniform, 1e-300, 1.0)))
-        picks = stable_argsort(-keys, 1)[:, :num_samples]
-        zero = xp.take_along_axis(rows, picks, axis=1) == 0
-        if bool(zero.any()):
-            raise ValueError(
-                "multinomial: fewer categories with positive weight than samples without replacement"
-            )
-    picks = picks.astype(backend.int64)
-    return Tensor._make(picks.reshape(num_samples) if input.ndim == 1 else picks, False, None, 0)
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """int64 one-hot vectors: shape ``tensor.shape + (num_classes,)`` (``num_classes=-1``: max + 1)."""
     _require_tensor("one_hot", tensor)
@@ -625,36 +565,3 @@ def _method(name: str) -> Callable[..., Any]:
         "sign",
     )
 )
-
-
-class _LegacyTensorType(type):
-    """``isinstance(t, tg.FloatTensor)`` is true for a float32 tensor, as in PyTorch."""
-
-    def __instancecheck__(cls, instance: Any) -> bool:
-        return isinstance(instance, Tensor) and instance.dtype == cls.dtype
-
-
-def _legacy_new(dtype: Any, name: str, args: tuple, device: Any) -> Tensor:
-    if len(args) == 1 and not isinstance(args[0], int):
-        data = args[0]
-        if isinstance(data, tuple) and all(isinstance(n, int) for n in data) and data:
-            return zeros(*data, dtype=dtype, device=device)  # a size such as x.shape
-        return Tensor(data, dtype=dtype, device=device)
-    if all(isinstance(n, int) and not isinstance(n, bool) for n in args):
-        return zeros(*args, dtype=dtype, device=device)
-    raise TypeError(f"{name}(): expects sizes (ints) or data (a list, array or tensor), got {args!r}")
-
-
-def _legacy_type(name: str, dtype: Any) -> type:
-    def new(cls: type, *args: Any, device: Any = None) -> Tensor:
-        return _legacy_new(cls.dtype, name, args, device)
-
-    doc = f"PyTorch's legacy constructor: ``{name}(*sizes)`` (zeros) or ``{name}(data)``, dtype {dtype}."
-    return _LegacyTensorType(name, (), {"dtype": dtype, "__new__": new, "__doc__": doc})
-
-
-FloatTensor = _legacy_type("FloatTensor", backend.float32)
-DoubleTensor = _legacy_type("DoubleTensor", backend.float64)
-LongTensor = _legacy_type("LongTensor", backend.int64)
-IntTensor = _legacy_type("IntTensor", backend.int32)
-BoolTensor = _legacy_type("BoolTensor", backend.bool_)
