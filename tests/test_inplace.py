@@ -321,3 +321,11 @@ def test_unrecorded_writes_keep_working_on_plain_tensors():
     x.masked_fill_(x > 3, -1.0)
     assert not x.requires_grad and x.is_leaf
     np.testing.assert_array_equal(x.numpy(), [[1, 1, -1], [0, 0, -1]])
+
+
+def test_the_register_of_live_views_drops_dead_ones():
+    base = tg.zeros(10, 3) * 1
+    kept = [base[i % 10] for i in range(100)]
+    for i in range(5000):
+        base[i % 10]  # a view dropped at once
+    assert len(base._view.views) < 2 * len(kept) + 64

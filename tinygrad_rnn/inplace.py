@@ -39,10 +39,10 @@ class ViewInfo:
     for a broadcast view, ``DETACHED`` for a detached alias), and for a root its live ``views`` (weak
     references, pruned as they die)."""
 
-    __slots__ = ("base", "fn", "views")
+    __slots__ = ("base", "fn", "limit", "views")
 
     def __init__(self, base: Any = None, fn: Any = None) -> None:
-        self.base, self.fn, self.views = base, fn, None
+        self.base, self.fn, self.views, self.limit = base, fn, None, 64
 
 
 def view_info(t: Any) -> ViewInfo | None:
@@ -62,8 +62,8 @@ def register_view(base: Any, out: Any, view_fn: Callable[[Any], Any] | None) -> 
     """Record that ``out``'s array is ``view_fn(base's array)`` (None: an expanded, unwritable view).
 
     The view keeps its root and its recipe from the root's array; the root keeps weak references to its
-    live views, to re-derive them after a write (inplace writes are rare, views are not: this is kept
-    cheap, a weak reference appended and the dead ones pruned when the list doubles).
+    live views, to re-derive them after a write (in-place writes are rare, views are not: this is kept
+    cheap, a weak reference appended, the dead ones dropped whenever the list has doubled).
     """
     parent = view_info(base)
     parent_fn = None if parent is None else parent.fn
@@ -84,9 +84,9 @@ def register_view(base: Any, out: Any, view_fn: Callable[[Any], Any] | None) -> 
             info.views = [weakref.ref(out)]
         else:
             views.append(weakref.ref(out))
-            count = len(views)
-            if count >= 64 and not count & (count - 1):
+            if len(views) >= info.limit:
                 views[:] = [r for r in views if r() is not None]
+                info.limit = max(64, 2 * len(views))  # amortised O(1) per view, however many live
 
 
 def live_views(t: Any) -> list:
