@@ -34,10 +34,10 @@ DETACHED = "detached"  # ``detach()``/``.data`` of a tensor that requires grad: 
 
 
 class ViewInfo:
-    """What a tensor knows about the storage it shares: ``base`` and ``fn`` for a view (its root, the
-    tensor that views no other, and the recipe from the root's array to its own; ``fn`` is ``EXPANDED``
-    for a broadcast view, ``DETACHED`` for a detached alias), and for a root its live ``views`` (weak
-    references, pruned as they die)."""
+    """What a root (a tensor that views no other) knows about its storage: its live ``views`` (weak
+    references, pruned as they die). A detached alias is a root too, with ``base`` its source and ``fn``
+    ``DETACHED``. A view itself holds the cheaper tuple ``(root, fn)``: its root and the recipe from the
+    root's array to its own (``EXPANDED`` for a broadcast view)."""
 
     __slots__ = ("base", "fn", "limit", "views")
 
@@ -45,8 +45,9 @@ class ViewInfo:
         self.base, self.fn, self.views, self.limit = base, fn, None, 64
 
 
-def view_info(t: Any) -> ViewInfo | None:
-    """``t._view``; a tensor built without ``Tensor.__init__``/``_make`` (a subclass) may not have it set."""
+def view_info(t: Any) -> Any:
+    """``t._view``: None, a ``ViewInfo`` (a root) or ``(root, fn)`` (a view). A tensor built without
+    ``Tensor.__init__``/``_make`` (a subclass's own constructor) may not have it set."""
     try:
         return t._view
     except AttributeError:
@@ -55,7 +56,9 @@ def view_info(t: Any) -> ViewInfo | None:
 
 def _fn_of(t: Any) -> Any:
     info = view_info(t)
-    return None if info is None else info.fn
+    if info is None:
+        return None
+    return info[1] if type(info) is tuple else info.fn
 
 
 def register_view(base: Any, out: Any, view_fn: Callable[[Any], Any] | None) -> None:
@@ -66,33 +69,34 @@ def register_view(base: Any, out: Any, view_fn: Callable[[Any], Any] | None) -> 
     cheap, a weak reference appended, the dead ones dropped whenever the list has doubled).
     """
     parent = view_info(base)
-    parent_fn = None if parent is None else parent.fn
-    if parent_fn is None or parent_fn == DETACHED:
-        root, fn = base, (EXPANDED if view_fn is None else view_fn)
-    elif parent_fn == EXPANDED:
-        root, fn = parent.base, EXPANDED
-    else:
-        root = parent.base
-        fn = EXPANDED if view_fn is None else _compose(parent_fn, view_fn)
-    out._view = ViewInfo(root, fn)
-    if fn is not EXPANDED:
-        info = view_info(root)
-        if info is None:
-            info = root._view = ViewInfo()
-        views = info.views
-        if views is None:
-            info.views = [weakref.ref(out)]
+    if type(parent) is tuple:
+        root, parent_fn = parent
+        if parent_fn is EXPANDED or view_fn is None:
+            fn: Any = EXPANDED
         else:
-            views.append(weakref.ref(out))
-            if len(views) >= info.limit:
-                views[:] = [r for r in views if r() is not None]
-                info.limit = max(64, 2 * len(views))  # amortised O(1) per view, however many live
+            fn = _compose(parent_fn, view_fn)
+    else:
+        root, fn = base, (EXPANDED if view_fn is None else view_fn)
+    out._view = (root, fn)
+    if fn is EXPANDED:
+        return
+    info = view_info(root)
+    if info is None:
+        info = root._view = ViewInfo()
+    views = info.views
+    if views is None:
+        info.views = [weakref.ref(out)]
+    else:
+        views.append(weakref.ref(out))
+        if len(views) >= info.limit:
+            views[:] = [r for r in views if r() is not None]
+            info.limit = max(64, 2 * len(views))  # amortised O(1) per view, however many live
 
 
 def live_views(t: Any) -> list:
     """The live views registered on root ``t``."""
     info = view_info(t)
-    if info is None or not info.views:
+    if type(info) is not ViewInfo or not info.views:
         return []
     return [v for v in (r() for r in info.views) if v is not None]
 
@@ -108,16 +112,16 @@ def _compose(first: Callable, second: Callable) -> Callable:
 
 def root_of(x: Any, name: str) -> tuple[Any, Callable | None]:
     """The tensor whose storage a write into ``x`` changes, and x's recipe from it (None: x itself)."""
-    fn = _fn_of(x)
-    if fn is None or fn == DETACHED:
+    info = view_info(x)
+    if type(info) is not tuple:
         return x, None
-    if fn == EXPANDED:
+    if info[1] is EXPANDED:
         raise ValueError(
             f"{name}: more than one element of the written-to tensor refers to a single memory location "
             f"(it was made by expand or expand_as); clone() it first: it is read-only "
             f"(tensor shape {x.shape})"
         )
-    return x._view.base, fn
+    return info
 
 
 def records(x: Any, root: Any, others: tuple = ()) -> bool:
@@ -162,7 +166,7 @@ def _finish(root: Any, changed: Any) -> None:
     xp = root._xp
     for view in live_views(root):
         if xp.may_share_memory(view._data, changed):
-            _rebase(view, ViewOf.apply(root, view_fn=view._view.fn))
+            _rebase(view, ViewOf.apply(root, view_fn=view._view[1]))
 
 
 def _as_value(x: Any, value: Any, name: str) -> Any:

@@ -284,7 +284,7 @@ class TensorMethods(SelectionMethods):
         if new._ctx is not None:
             self._ctx, self._index = new._ctx, new._index
         info = inplace.view_info(self)
-        if info is not None and info.fn is None:
+        if type(info) is inplace.ViewInfo:
             info.views = None  # ``new`` was its only view, and it is now this tensor itself
         return self
 
