@@ -119,3 +119,38 @@ from .random import (  # noqa: E402
     seed,
     set_rng_state,
 )
+
+# isort: split
+# Tensor methods and functions everyday PyTorch code reaches (issue 11, item 5)
+from .functions import (  # noqa: E402
+    addmm,
+    argsort,
+    baddbmm,
+    bmm,
+    clamp_max,
+    clamp_min,
+    cos,
+    cumsum,
+    einsum,
+    flip,
+    floor,
+    index_add,
+    index_select,
+    linspace,
+    masked_select,
+    mm,
+    narrow,
+    norm,
+    one_hot,
+    roll,
+    round,
+    scatter,
+    scatter_add,
+    sign,
+    sin,
+    sort,
+    topk,
+    tril,
+    triu,
+)
+from .legacy import BoolTensor, DoubleTensor, FloatTensor, IntTensor, LongTensor  # noqa: E402

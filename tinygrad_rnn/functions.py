@@ -439,3 +439,138 @@ def empty_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: 
 
 
 concat = concatenate = cat
+
+
+# ---- more factories, sampling and functional forms of the Tensor methods PyTorch code reaches ---------
+
+
+def linspace(
+    start: Number, end: Number, steps: int, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"linspace: steps must be a non-negative int, got {steps!r}")
+    _, dtype, dev, xp = _factory_args((), dtype, device)
+    return _factory(_on(dev, lambda: xp.linspace(start, end, steps).astype(dtype)), requires_grad)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot vectors: shape ``tensor.shape + (num_classes,)`` (``num_classes=-1``: max + 1)."""
+    _require_tensor("one_hot", tensor)
+    if tensor.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: expects an integer (class index) tensor, got dtype {tensor.dtype}")
+    data = tensor._data
+    if num_classes == -1:
+        num_classes = int(data.max()) + 1 if data.size else 0
+    if data.size and (int(data.min()) < 0 or int(data.max()) >= num_classes):
+        raise ValueError(
+            f"one_hot: class values must be in [0, {num_classes}), got {int(data.min())}..{int(data.max())}"
+        )
+    xp = tensor._xp
+    return Tensor._make((data[..., None] == xp.arange(num_classes)).astype(backend.int64), False, None, 0)
+
+
+def einsum(equation: str, *operands: Any) -> Tensor:
+    """Sums of products named by an equation (``"bij,bjk->bik"``); explicit letters, no ``...`` and no
+    letter twice in one operand. The operands may also be given as one list."""
+    if len(operands) == 1 and isinstance(operands[0], list | tuple):
+        operands = tuple(operands[0])
+    tensors = _tensors("einsum", operands)
+    equation = equation.replace(" ", "")
+    if "." in equation:
+        raise ValueError("einsum: '...' (ellipsis) is not supported; name every dim with a letter")
+    inputs_part, arrow, output = equation.partition("->")
+    inputs = inputs_part.split(",")
+    if len(inputs) != len(tensors):
+        raise ValueError(f"einsum: the equation names {len(inputs)} operands, got {len(tensors)}")
+    if not arrow:
+        letters = "".join(inputs)
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    sizes: dict[str, int] = {}
+    for sub, t in zip(inputs, tensors):
+        if not sub.isalpha() and sub:
+            raise ValueError(f"einsum: subscripts must be letters, got {sub!r}")
+        if len(sub) != t.ndim:
+            raise ValueError(f"einsum: operand {sub!r} names {len(sub)} dims but has shape {t.shape}")
+        if len(set(sub)) != len(sub):
+            raise ValueError(
+                f"einsum: a letter repeated within one operand ({sub!r}, a diagonal) is not supported"
+            )
+        for letter, n in zip(sub, t.shape):
+            if sizes.setdefault(letter, n) != n:
+                raise ValueError(f"einsum: dim {letter!r} has sizes {sizes[letter]} and {n}")
+    if len(set(output)) != len(output) or any(c not in sizes for c in output):
+        raise ValueError(f"einsum: bad output subscripts {output!r}")
+    base = tensors[0]
+    operands_t = [base._operand(t) for t in tensors]
+    return ops.Einsum.apply(*operands_t, inputs=tuple(inputs), output=output)
+
+
+def _method(name: str) -> Callable[..., Any]:
+    def function(input: Tensor, *args: Any, **kwargs: Any) -> Any:
+        _require_tensor(name, input)
+        return getattr(input, name)(*args, **kwargs)
+
+    function.__name__ = name
+    function.__doc__ = f"``input.{name}(...)`` as a function (see :meth:`Tensor.{name}`)."
+    return function
+
+
+(
+    bmm,
+    baddbmm,
+    addmm,
+    mm,
+    topk,
+    sort,
+    argsort,
+    narrow,
+    flip,
+    roll,
+    tril,
+    triu,
+    cumsum,
+    norm,
+    sin,
+    cos,
+    index_select,
+    scatter,
+    scatter_add,
+    masked_select,
+    index_add,
+    clamp_min,
+    clamp_max,
+    floor,
+    round,
+    sign,
+) = (
+    _method(n)
+    for n in (
+        "bmm",
+        "baddbmm",
+        "addmm",
+        "mm",
+        "topk",
+        "sort",
+        "argsort",
+        "narrow",
+        "flip",
+        "roll",
+        "tril",
+        "triu",
+        "cumsum",
+        "norm",
+        "sin",
+        "cos",
+        "index_select",
+        "scatter",
+        "scatter_add",
+        "masked_select",
+        "index_add",
+        "clamp_min",
+        "clamp_max",
+        "floor",
+        "round",
+        "sign",
+    )
+)

@@ -586,3 +586,16 @@ class Dropout(Function):
 
     def backward(ctx, g):
         return g * ctx.saved[0]
+
+
+# ---- in-place writes, scatters and the ops beyond the basic set (index_ops.py, math_ops.py) -----------
+
+from .index_ops import CopySlices as CopySlices  # noqa: E402
+from .index_ops import IndexPut as IndexPut  # noqa: E402
+from .index_ops import Scatter as Scatter  # noqa: E402
+from .index_ops import ViewOf as ViewOf  # noqa: E402
+from .math_ops import Cos as Cos  # noqa: E402
+from .math_ops import CumSum as CumSum  # noqa: E402
+from .math_ops import Einsum as Einsum  # noqa: E402
+from .math_ops import Sin as Sin  # noqa: E402
+from .math_ops import VectorNorm as VectorNorm  # noqa: E402

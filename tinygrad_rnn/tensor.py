@@ -12,14 +12,16 @@ from collections import namedtuple
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import autograd, backend, ops
+from . import autograd, backend, inplace, ops
 from .autograd import Function
+from .inplace import InPlaceMethods
+from .tensor_methods import TensorMethods
 
 Number = int | float
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 
-class Tensor:
+class Tensor(InPlaceMethods, TensorMethods):
     """A multi-dimensional array that records the ops applied to it, for reverse-mode autodiff.
 
     ``Tensor(data, dtype=None, device=None, requires_grad=False)`` copies ``data`` (a number, a
@@ -28,7 +30,17 @@ class Tensor:
     require gradients.
     """
 
-    __slots__ = ("__weakref__", "_ctx", "_data", "_hooks", "_index", "_version", "grad", "requires_grad")
+    __slots__ = (
+        "__weakref__",
+        "_ctx",
+        "_data",
+        "_hooks",
+        "_index",
+        "_version",
+        "_view",  # None, or the views of this storage and how this tensor views it (inplace.ViewInfo)
+        "grad",
+        "requires_grad",
+    )
     # Make ``ndarray * tensor`` call Tensor.__rmul__ instead of NumPy's elementwise loop.
     __array_priority__ = 1000
 
@@ -44,6 +56,7 @@ class Tensor:
         self._index = 0
         self._version: Any = None  # in-place version counter, created when first needed
         self._hooks: list | None = None
+        self._view: Any = None
         self.grad: Tensor | None = None
         self.requires_grad = False
         if requires_grad:
@@ -60,6 +73,7 @@ class Tensor:
         t._index = index
         t._version = None
         t._hooks = None
+        t._view = None
         return t
 
     # ---- properties ---------------------------------------------------------------------------------
@@ -221,6 +235,8 @@ class Tensor:
         """The same data without history: gradients do not flow back through it (truncation)."""
         t = Tensor._make(self._data, False, None, 0)
         t._version = autograd._version_box(self)  # same storage, same version counter
+        if self.requires_grad:
+            inplace.mark_detached(self, t)
         return t
 
     def detach_(self) -> Tensor:
@@ -314,8 +330,14 @@ class Tensor:
             device = f"cuda:{device}"
         return self.to(device or "cuda")
 
-    def type(self, dtype: Any) -> Tensor:
-        """This tensor converted to ``dtype``; differentiable between floating dtypes."""
+    def type(self, dtype: Any = None) -> Any:
+        """This tensor converted to ``dtype`` (a dtype or a legacy type such as ``tg.LongTensor``);
+        differentiable between floating dtypes. Without an argument, the legacy type's name."""
+        if dtype is None:
+            names = {"float32": "Float", "float64": "Double", "int64": "Long", "int32": "Int", "bool": "Bool"}
+            return f"tinygrad_rnn.{names.get(self.dtype.name, self.dtype.name)}Tensor"
+        if isinstance(dtype, type) and "dtype" in vars(dtype):  # tg.FloatTensor and the like
+            dtype = dtype.dtype
         dtype = backend.as_dtype(dtype)
         if dtype == self.dtype:
             return self
@@ -424,15 +446,7 @@ class Tensor:
         """``self @ other`` (see ``__matmul__``)."""
         return self @ other
 
-    mul, div, pow = __mul__, __truediv__, __pow__
-
-    def add(self, other: Any, alpha: Number = 1) -> Tensor:
-        """``self + alpha * other`` (``Tensor.add`` as in PyTorch)."""
-        return self + (other if alpha == 1 else other * alpha)
-
-    def sub(self, other: Any, alpha: Number = 1) -> Tensor:
-        """``self - alpha * other`` (``Tensor.sub`` as in PyTorch)."""
-        return self - (other if alpha == 1 else other * alpha)
+    mul, pow = __mul__, __pow__
 
     # Comparisons give boolean tensors and are not differentiable.
     def _compare(self, other: Any, name: str) -> Tensor:
@@ -634,14 +648,6 @@ class Tensor:
         """Standard deviation over ``dim``: sqrt of :meth:`var`."""
         return self.var(dim, unbiased, keepdim).sqrt()
 
-    def norm(self, p: float = 2.0) -> Tensor:
-        """The p-norm of all elements (p = 2, inf or any positive number)."""
-        if p == 2:
-            return (self * self).sum().sqrt()
-        if p == float("inf"):
-            return self.abs().amax()
-        return (self.abs() ** p).sum() ** (1.0 / p)
-
     # ---- movement ------------------------------------------------------------------------------------
 
     def reshape(self, *shape: Any) -> Tensor:
@@ -650,7 +656,7 @@ class Tensor:
         new = _infer_shape(shape, self.numel(), self.shape, "reshape")
         if new == self.shape:
             return self._unchanged()
-        return self._alias(ops.Reshape.apply(self, shape=new))
+        return self._alias(ops.Reshape.apply(self, shape=new), lambda a: a.reshape(new))
 
     view = reshape
 
@@ -677,7 +683,7 @@ class Tensor:
             )
         if normal == tuple(range(self.ndim)):
             return self._unchanged()
-        return self._alias(ops.Permute.apply(self, dims=normal))
+        return self._alias(ops.Permute.apply(self, dims=normal), lambda a: a.transpose(normal))
 
     def transpose(self, dim0: int, dim1: int) -> Tensor:
         """Two dims swapped."""
@@ -726,7 +732,7 @@ class Tensor:
         target = tuple(target)
         if target == self.shape:
             return self._unchanged()
-        return self._alias(ops.Expand.apply(self, shape=target))
+        return self._alias(ops.Expand.apply(self, shape=target), None)
 
     def _unchanged(self) -> Tensor:
         """The result of a movement that changes nothing. For a tensor that requires grad it is a new
@@ -737,9 +743,9 @@ class Tensor:
             return self
         if not autograd._grad_enabled:
             return self.detach()
-        return ops.Reshape.apply(self, shape=self.shape)
+        return self._alias(ops.Reshape.apply(self, shape=self.shape), _whole)
 
-    def _alias(self, out: Tensor) -> Tensor:
+    def _alias(self, out: Tensor, view_fn: Callable[[Any], Any] | None) -> Tensor:
         """Give ``out`` this tensor's in-place version counter when its data is a view of this storage.
 
         Views share one counter, as in PyTorch: an in-place change through a slice, a reshape or a
@@ -748,6 +754,9 @@ class Tensor:
         """
         if self._xp.may_share_memory(out._data, self._data):
             out._version = autograd._version_box(self)
+            # ``view_fn`` maps this tensor's array to out's (None for a broadcast view): a write into
+            # either is then recorded against the right base (inplace.py).
+            inplace.register_view(self, out, view_fn)
         return out
 
     def expand_as(self, other: Tensor) -> Tensor:
@@ -755,7 +764,8 @@ class Tensor:
         return self.expand(*other.shape)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return self._alias(ops.GetItem.apply(self, index=_index_arg(index, self)))
+        index = _index_arg(index, self)
+        return self._alias(ops.GetItem.apply(self, index=index), lambda a: a[index])
 
     def gather(self, dim: int, index: Tensor) -> Tensor:
         """``out[i][j] = self[i][index[i][j]]`` along ``dim`` (as ``torch.gather``)."""
@@ -782,7 +792,12 @@ class Tensor:
             sizes = list(split_size_or_sections)
             if sum(sizes) != length or any(s < 0 for s in sizes):
                 raise ValueError(f"split: sections {sizes} do not add up to the size {length} of dim {dim}")
-        return tuple(self._alias(piece) for piece in ops.Split.apply(self, sizes=sizes, dim=axis))
+        pieces = ops.Split.apply(self, sizes=sizes, dim=axis)
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        return tuple(
+            self._alias(piece, _slice_fn(axis, start, start + size))
+            for piece, start, size in zip(pieces, starts, sizes)
+        )
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
         """``chunks`` pieces (or fewer) of size ceil(n / chunks) along ``dim``, as PyTorch."""
@@ -794,97 +809,8 @@ class Tensor:
     def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
         """The slices along ``dim``, that dim removed."""
         axis = _dim(dim, self.ndim, "unbind", self.shape)
-        return tuple(self._alias(piece) for piece in ops.Unbind.apply(self, dim=axis))
-
-    # ---- in-place updates (not recorded; they bump the version counter) ---------------------------------
-
-    def _inplace(self, name: str) -> None:
-        if autograd._grad_enabled and self.requires_grad:
-            kind = "a leaf tensor" if self._ctx is None else "a tensor"
-            raise RuntimeError(
-                f"{name}: {kind} that requires grad cannot be changed in place while gradients are "
-                f"recorded; wrap the update in `with tg.no_grad():` or use the out-of-place op"
-            )
-        self._bump_version()
-
-    def _bump_version(self) -> None:
-        """Count an in-place change; nodes that saved this storage compare the count in backward."""
-        autograd.bump_version(self)
-
-    def _write(self, name: str, array: Any) -> Tensor:
-        self._inplace(name)
-        try:
-            self._xp.copyto(self._data, array, casting="same_kind")
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"{name}: {error} (tensor shape {self.shape})") from None
-        return self
-
-    def _value(self, other: Any) -> Any:
-        return other._data if isinstance(other, Tensor) else other
-
-    def _combined(self, name: str, combine: Callable[[Any, Any], Any], other: Any) -> Any:
-        """``combine(data, other)`` for an in-place method, a broadcasting error reported under its name."""
-        if isinstance(other, Tensor) and other.ndim and other.device != self.device:
-            raise RuntimeError(
-                f"{name}: expected a tensor on {self.device}, got one on {other.device}; "
-                "move it with .to(device) first"
-            )
-        try:
-            return combine(self._data, self._value(other))
-        except ValueError as error:
-            raise ValueError(f"{name}: {error} (tensor shape {self.shape})") from None
-
-    def add_(self, other: Any, alpha: Number = 1) -> Tensor:
-        """In place: ``self += alpha * other`` (not recorded; bumps the version)."""
-        return self._write(
-            "add_", self._combined("add_", lambda a, b: a + (b if alpha == 1 else alpha * b), other)
-        )
-
-    def sub_(self, other: Any, alpha: Number = 1) -> Tensor:
-        """In place: ``self -= alpha * other``."""
-        return self.add_(other, alpha=-alpha)
-
-    def mul_(self, other: Any) -> Tensor:
-        """In place: ``self *= other``."""
-        return self._write("mul_", self._combined("mul_", lambda a, b: a * b, other))
-
-    def div_(self, other: Any) -> Tensor:
-        """In place: ``self /= other``."""
-        return self._write("div_", self._combined("div_", lambda a, b: a / b, other))
-
-    def zero_(self) -> Tensor:
-        """In place: fill with 0."""
-        return self._write("zero_", 0)
-
-    def fill_(self, value: Number) -> Tensor:
-        """In place: fill with ``value``."""
-        return self._write("fill_", value)
-
-    def copy_(self, source: Any) -> Tensor:
-        """In place: copy ``source``'s values (broadcast to this shape)."""
-        return self._write("copy_", backend.to_device(self._value(source), self.device))
-
-    def clamp_(self, min: Number | None = None, max: Number | None = None) -> Tensor:
-        """In place: clamp to [min, max]."""
-        return self._write("clamp_", self._xp.clip(self._data, min, max))
-
-    def uniform_(self, low: float = 0.0, high: float = 1.0) -> Tensor:
-        """In place: uniform samples in [low, high) from the seeded generator."""
-        u = backend.random_uniform(self.shape, self.dtype, self.device)
-        return self._write("uniform_", low + (high - low) * u)
-
-    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
-        """In place: normal samples with ``mean`` and ``std`` from the seeded generator."""
-        return self._write("normal_", mean + std * backend.random_normal(self.shape, self.dtype, self.device))
-
-    def __setitem__(self, index: Any, value: Any) -> None:
-        self._inplace("__setitem__")
-        try:
-            self._data[_index_arg(index, self)] = (
-                backend.to_device(self._value(value), self.device) if (isinstance(value, Tensor)) else value
-            )
-        except ValueError as error:
-            raise ValueError(f"__setitem__: {error} (tensor shape {self.shape})") from None
+        pieces = ops.Unbind.apply(self, dim=axis)
+        return tuple(self._alias(piece, _slice_fn(axis, i)) for i, piece in enumerate(pieces))
 
 
 autograd.Tensor = Tensor
@@ -1015,3 +941,16 @@ def _check_index_range(items: list, shape: tuple) -> None:
             axis += item.ndim
             continue
         axis += 1
+
+
+def _whole(array: Any) -> Any:
+    """The recipe of a view of all of an array."""
+    return array[...]
+
+
+def _slice_fn(axis: int, start: int, stop: int | None = None) -> Callable[[Any], Any]:
+    """The recipe of piece [start, stop) along ``axis`` (or of slice ``start``, the axis dropped, when
+    ``stop`` is None)."""
+    item = start if stop is None else slice(start, stop)
+    key = (slice(None),) * axis + (item,)
+    return lambda array: array[key]

@@ -648,3 +648,7 @@ def scaled_dot_product_attention(
     if dropout_p > 0.0:
         weights = dropout(weights, dropout_p, training=True)
     return weights @ value
+
+
+# isort: split
+from ..functions import one_hot as one_hot  # noqa: E402
