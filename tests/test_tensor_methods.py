@@ -413,3 +413,18 @@ def test_writes_and_new_methods_agree_across_devices(device, name):
         assert (got is None) == (want is None)
         if got is not None:
             np.testing.assert_allclose(got, want, atol=1e-10)
+
+
+@pytest.mark.parametrize("offset, dim1, dim2", [(0, 0, 1), (1, 1, 2), (-1, 2, 1), (0, -1, 0), (5, 1, 2)])
+def test_diagonal_matches_numpy_and_its_gradient_lands_on_the_diagonal(offset, dim1, dim2):
+    data = np.random.default_rng(0).standard_normal((2, 3, 4))
+    x = tg.tensor(data, requires_grad=True)
+    np.testing.assert_array_equal(x.diagonal(offset, dim1, dim2).numpy(), np.diagonal(data, offset, dim1, dim2))
+    assert tg.gradcheck(lambda t: t.diagonal(offset, dim1, dim2), (x,))
+
+
+def test_diagonal_rejects_equal_dims_and_vectors():
+    with pytest.raises(ValueError, match="dim1 and dim2 must differ"):
+        tg.ones(3, 3).diagonal(0, 1, 1)
+    with pytest.raises(ValueError, match="at least 2 dims"):
+        tg.ones(3).diagonal()

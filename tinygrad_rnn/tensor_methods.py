@@ -261,6 +261,26 @@ class TensorMethods(SelectionMethods):
         """The upper triangle (on and above ``diagonal``) kept, the rest 0."""
         return self._triangle("triu", diagonal, False)
 
+    def diagonal(self: Any, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Any:
+        """The diagonal ``out[..., k] = self[..., i_k, i_k + offset]`` over dims ``dim1``/``dim2``, which are
+        removed and the diagonal appended as the last dim, as ``torch.diagonal``. Built on advanced
+        indexing, so the gradient scatters back onto the diagonal and is 0 elsewhere."""
+        if self.ndim < 2:
+            raise ValueError(f"diagonal: expects a tensor of at least 2 dims, got shape {self.shape}")
+        first = _checked_dim(dim1, self.ndim, "diagonal", self.shape)
+        second = _checked_dim(dim2, self.ndim, "diagonal", self.shape)
+        if first == second:
+            raise ValueError(f"diagonal: dim1 and dim2 must differ, got {dim1} and {dim2}")
+        rest = [d for d in range(self.ndim) if d not in (first, second)]
+        moved = self.permute(*rest, first, second)
+        rows, cols = moved.shape[-2:]
+        start_row, start_col = max(-offset, 0), max(offset, 0)
+        length = max(min(rows - start_row, cols - start_col), 0)
+        xp = self._xp
+        row_index = _constant(self, xp.arange(start_row, start_row + length))
+        col_index = _constant(self, xp.arange(start_col, start_col + length))
+        return moved[(Ellipsis, row_index, col_index)]
+
     def reshape_as(self: Any, other: Any) -> Any:
         """Reshaped to ``other``'s shape."""
         return self.reshape(other.shape)

@@ -62,8 +62,13 @@ def load_program(name: str, pytorch: bool) -> types.ModuleType:
 # runs one deterministic piece of the program's training code and returns (weights, results).
 
 
+def _as_numpy(value) -> np.ndarray:
+    # PyTorch's state_dict holds tensors; tinygrad_rnn's holds NumPy arrays (see docs/porting.md).
+    return np.array(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+
+
 def _numpy_state(module_obj) -> dict:
-    return {k: v.detach().cpu().numpy().copy() for k, v in module_obj.state_dict().items()}
+    return {k: _as_numpy(v) for k, v in module_obj.state_dict().items()}
 
 
 def _load(model, weights: dict, prefix: str, torch_mod) -> None:
