@@ -49,12 +49,12 @@ CONSTANTS = frozenset(
 LINALG = frozenset(["norm", "svd", "qr", "eigh", "inv", "solve", "det", "cholesky"])
 # ndarray methods this double offers (CuPy's ndarray has all of them).
 METHODS = frozenset(
-    """all any argmax argmin argsort astype clip conj copy cumsum diagonal dot fill flatten item max
+    """all any argmax argmin argsort astype clip conj copy cumsum diagonal dot fill flatten max
     mean min nonzero prod ravel repeat reshape round sort squeeze std sum swapaxes take trace
     transpose var view""".split()  # noqa: SIM905
 )
-# Methods that make a view or copy to the host, so CuPy runs them whatever the current device.
-NO_KERNEL = frozenset(["item", "reshape", "transpose", "swapaxes", "squeeze", "view", "diagonal"])
+# Methods that make a view, so CuPy runs them whatever the current device.
+NO_KERNEL = frozenset(["reshape", "transpose", "swapaxes", "squeeze", "view", "diagonal"])
 REFUSED = {
     "tolist": "host data leaves the device through backend.to_numpy (CuPy's tolist is a hidden copy)",
     "tobytes": "host data leaves the device through backend.to_numpy",
@@ -108,6 +108,14 @@ def _unwrap(value: Any, devices: set, where: str, allow_numpy: bool = False) -> 
 
 # The stand-in plugged in last; CuPy's "current device" is its state.
 _ACTIVE: dict = {"fake": None}
+
+
+def _host_read(what: str) -> None:
+    """Count a device-to-host read: on a GPU each one waits for every kernel queued before it."""
+    fake = _ACTIVE["fake"]
+    if fake is not None:
+        fake.host_reads += 1
+        fake.host_read_log.append(what)
 
 
 def _single_device(devices: set, default: int, where: str) -> int:
@@ -213,7 +221,13 @@ class FakeArray:
 
     def get(self) -> np.ndarray:
         """A host copy, as ``cupy.ndarray.get``."""
+        _host_read("ndarray.get")
         return self._host.copy()
+
+    def item(self) -> Any:
+        """The Python number of a one-element array: a host read."""
+        _host_read("ndarray.item")
+        return self._host.item()
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -251,15 +265,19 @@ class FakeArray:
         return (_wrap(row, self._device) for row in self._host)
 
     def __float__(self) -> float:
+        _host_read("float()")
         return float(self._host)
 
     def __int__(self) -> int:
+        _host_read("int()")
         return int(self._host)
 
     def __bool__(self) -> bool:
+        _host_read("bool()")
         return bool(self._host)
 
     def __index__(self) -> int:
+        _host_read("index")
         return self._host.__index__()
 
     def __copy__(self) -> FakeArray:
@@ -268,9 +286,30 @@ class FakeArray:
     def __deepcopy__(self, memo: dict) -> FakeArray:
         return FakeArray(copy_module.deepcopy(self._host, memo), self._device)
 
+    def _wrapped(self, host_index: Any) -> Any:
+        """Integer index arrays reduced modulo their axis, as CuPy does (it never raises IndexError
+        for an out-of-range index array: they wrap around)."""
+        items = list(_as_tuple(host_index))
+        if not any(isinstance(i, np.ndarray) and i.dtype.kind in "iu" for i in items):
+            return host_index
+        explicit = sum(1 for i in items if i is not None and i is not Ellipsis)
+        axis, wrapped = 0, []
+        for i in items:
+            if i is Ellipsis:
+                axis += self._host.ndim - explicit
+            elif isinstance(i, np.ndarray) and i.dtype.kind in "iu" and axis < self._host.ndim:
+                size = self._host.shape[axis]
+                i = np.mod(i, size) if size else i
+            elif isinstance(i, np.ndarray) and i.dtype.kind == "b":
+                axis += i.ndim - 1
+            if i is not None and i is not Ellipsis:
+                axis += 1
+            wrapped.append(i)
+        return tuple(wrapped) if isinstance(host_index, tuple) else wrapped[0]
+
     def __getitem__(self, index: Any) -> Any:
         devices = {self._device}
-        host_index = _unwrap(index, devices, "indexing")
+        host_index = self._wrapped(_unwrap(index, devices, "indexing"))
         basic = all(i is None or i is Ellipsis or isinstance(i, int | slice) for i in _as_tuple(index))
         # Basic indexing makes a view (no kernel); index arrays gather on the current device.
         device = self._device if basic else _single_device(devices, self._device, "indexing")
@@ -278,7 +317,7 @@ class FakeArray:
 
     def __setitem__(self, index: Any, value: Any) -> None:
         devices = {self._device}
-        host_index = _unwrap(index, devices, "index assignment")
+        host_index = self._wrapped(_unwrap(index, devices, "index assignment"))
         host_value = _unwrap(value, devices, "index assignment")
         _single_device(devices, self._device, "index assignment")
         self._host[host_index] = host_value
@@ -346,12 +385,24 @@ class _Function:
         )
 
 
+class _BitGenerator:
+    """``cupy.random.XORWOW``: its ``state`` is a *method* returning a device pointer, as in CuPy 14,
+    not NumPy's settable property; assigning to it just hides the method (CuPy's state cannot be set)."""
+
+    def __init__(self, numpy_generator: np.random.Generator) -> None:
+        self._numpy_generator = numpy_generator
+
+    def state(self) -> int:
+        return id(self._numpy_generator)
+
+
 class _Generator:
     """``cupy.random.Generator``: NumPy's generator underneath, FakeArrays out."""
 
     def __init__(self, fake: FakeCupy, seed: Any) -> None:
         self.fake, self.device = fake, fake.current
         self.numpy_generator = np.random.default_rng(seed)
+        self.bit_generator = _BitGenerator(self.numpy_generator)
 
     def _draw(self, method: str, *args: Any, **kwargs: Any) -> FakeArray:
         if self.fake.current != self.device:
@@ -416,6 +467,8 @@ class FakeCupy:
             return {"name": f"Fake GPU {index}".encode()}
 
         self.synchronized = 0
+        self.host_reads = 0
+        self.host_read_log: list[str] = []
         runtime = types.SimpleNamespace(
             getDeviceCount=get_device_count,
             getDeviceProperties=get_device_properties,
@@ -468,6 +521,7 @@ class FakeCupy:
     def asnumpy(self, array: Any) -> np.ndarray:
         """``cupy.asnumpy``: a host copy."""
         if isinstance(array, FakeArray):
+            _host_read("asnumpy")
             return array._host.copy()
         return np.asarray(array)
 
@@ -475,16 +529,40 @@ class FakeCupy:
         from fake_cupy_kernel import ElementwiseKernel
 
         kernel = ElementwiseKernel(self, in_params, out_params, operation, name)
-        self.kernels.append(kernel)
+        if name != "tinygrad_rnn_cuda_trial":  # `kernels`: those the ops built, not the availability trial
+            self.kernels.append(kernel)
         return kernel
 
     @staticmethod
     def _scatter_add(target: FakeArray, indices: Any, values: Any) -> None:
         devices = {target._device}
-        host_indices = _unwrap(indices, devices, "cupyx.scatter_add")
+        host_indices = target._wrapped(_unwrap(indices, devices, "cupyx.scatter_add"))
         host_values = _unwrap(values, devices, "cupyx.scatter_add")
         _single_device(devices, target._device, "cupyx.scatter_add")
         np.add.at(target._host, host_indices, host_values)
+
+
+def install_unimported(monkeypatch: Any, device_count: int = 1) -> FakeCupy:
+    """Make a fresh ``FakeCupy`` importable as ``cupy`` (and ``cupyx``) while the backend has not
+    imported it yet, as in a fresh process where the user imports CuPy before tinygrad_rnn does."""
+    import sys
+
+    from tinygrad_rnn import backend
+
+    fake = FakeCupy(device_count)
+    monkeypatch.setitem(_ACTIVE, "fake", fake)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setitem(sys.modules, "cupyx", fake.cupyx)
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupyx", None)
+    monkeypatch.setattr(backend, "_cupy_tried", False)
+    monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(backend, "_cuda_usable", None)
+    monkeypatch.setattr(backend, "_generators", {})
+    monkeypatch.setattr(backend, "_kernels", {})
+    monkeypatch.setattr(backend, "_constants", {})
+    monkeypatch.setattr(backend, "_deferred", [])
+    return fake
 
 
 def install(monkeypatch: Any, device_count: int = 1) -> FakeCupy:
@@ -497,6 +575,9 @@ def install(monkeypatch: Any, device_count: int = 1) -> FakeCupy:
     monkeypatch.setattr(backend, "_cupyx", fake.cupyx)
     monkeypatch.setattr(backend, "_cupy_tried", True)
     monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(backend, "_cuda_usable", None)
     monkeypatch.setattr(backend, "_generators", {})
     monkeypatch.setattr(backend, "_kernels", {})
+    monkeypatch.setattr(backend, "_constants", {})
+    monkeypatch.setattr(backend, "_deferred", [])
     return fake
