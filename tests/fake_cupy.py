@@ -325,6 +325,11 @@ class FakeArray:
 
 def _binary(name: str) -> Any:
     def operator(self: FakeArray, other: Any) -> Any:
+        fake = _ACTIVE["fake"]
+        if "matmul" in name and fake is not None and fake.missing == "cublas":
+            raise FakeCudaError(
+                "CuPy failed to load libcublasLt.so.12: OSError: cannot open shared object file"
+            )
         devices = {self._device}
         other = _unwrap(other, devices, f"operator {name}")
         device = _single_device(devices, self._device, f"operator {name}")
@@ -355,6 +360,18 @@ for _name in _OPERATORS.split():
             setattr(FakeArray, _form, _binary(_form))
 for _form in ("__neg__", "__pos__", "__abs__", "__invert__"):
     setattr(FakeArray, _form, _unary(_form))
+
+
+def _wrapping(function: Any) -> Any:
+    """``take``/``take_along_axis`` as CuPy runs them: out-of-range indices wrap around, never raise."""
+
+    def call(array: np.ndarray, indices: Any, axis: Any = None, **kwargs: Any) -> Any:
+        size = array.size if axis is None else array.shape[axis]
+        if size:
+            indices = np.mod(indices, size)
+        return function(array, indices, axis=axis, **kwargs)
+
+    return call
 
 
 class _Function:
@@ -428,10 +445,16 @@ class _Random(types.SimpleNamespace):
 
 
 class FakeCupy:
-    """The ``cupy`` module as seen by the backend; ``device_count=0`` models CuPy without a GPU."""
+    """The ``cupy`` module as seen by the backend; ``device_count=0`` models CuPy without a GPU.
 
-    def __init__(self, device_count: int = 1) -> None:
+    ``missing`` names a CUDA library the machine lacks, as on a driver-only machine with CuPy installed
+    without its toolkit wheels: ``"nvrtc"`` (no elementwise kernel compiles) or ``"cublas"`` (no
+    matrix product runs). Everything else still works there, as with the real CuPy.
+    """
+
+    def __init__(self, device_count: int = 1, missing: str | None = None) -> None:
         self.device_count = device_count
+        self.missing = missing
         self._stack = [0]
         self.kernels: list = []
         fake = self
@@ -486,6 +509,8 @@ class FakeCupy:
         return self._stack[-1]
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("take", "take_along_axis"):
+            return _Function(self, name, _wrapping(getattr(np, name)))
         if name in FUNCTIONS or name == "indices":
             return _Function(self, name, getattr(np, name))
         if name in CONSTANTS:
@@ -525,9 +550,18 @@ class FakeCupy:
             return array._host.copy()
         return np.asarray(array)
 
+    def matmul(self, a: Any, b: Any) -> Any:
+        if self.missing == "cublas":
+            raise FakeCudaError(
+                "CuPy failed to load libcublasLt.so.12: OSError: cannot open shared object file"
+            )
+        return _Function(self, "matmul", np.matmul)(a, b)
+
     def ElementwiseKernel(self, in_params: str, out_params: str, operation: str, name: str) -> Any:
         from fake_cupy_kernel import ElementwiseKernel
 
+        if self.missing == "nvrtc":
+            raise FakeCudaError("CuPy failed to load libnvrtc.so.12: OSError: cannot open shared object file")
         kernel = ElementwiseKernel(self, in_params, out_params, operation, name)
         if name != "tinygrad_rnn_cuda_trial":  # `kernels`: those the ops built, not the availability trial
             self.kernels.append(kernel)
@@ -542,14 +576,14 @@ class FakeCupy:
         np.add.at(target._host, host_indices, host_values)
 
 
-def install_unimported(monkeypatch: Any, device_count: int = 1) -> FakeCupy:
+def install_unimported(monkeypatch: Any, device_count: int = 1, missing: str | None = None) -> FakeCupy:
     """Make a fresh ``FakeCupy`` importable as ``cupy`` (and ``cupyx``) while the backend has not
     imported it yet, as in a fresh process where the user imports CuPy before tinygrad_rnn does."""
     import sys
 
     from tinygrad_rnn import backend
 
-    fake = FakeCupy(device_count)
+    fake = FakeCupy(device_count, missing)
     monkeypatch.setitem(_ACTIVE, "fake", fake)
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.setitem(sys.modules, "cupyx", fake.cupyx)
@@ -565,11 +599,11 @@ def install_unimported(monkeypatch: Any, device_count: int = 1) -> FakeCupy:
     return fake
 
 
-def install(monkeypatch: Any, device_count: int = 1) -> FakeCupy:
+def install(monkeypatch: Any, device_count: int = 1, missing: str | None = None) -> FakeCupy:
     """Make ``tinygrad_rnn.backend`` use a fresh ``FakeCupy`` for the rest of a test."""
     from tinygrad_rnn import backend
 
-    fake = FakeCupy(device_count)
+    fake = FakeCupy(device_count, missing)
     monkeypatch.setitem(_ACTIVE, "fake", fake)
     monkeypatch.setattr(backend, "_cupy", fake)
     monkeypatch.setattr(backend, "_cupyx", fake.cupyx)
