@@ -27,7 +27,8 @@ _cupyx: Any = None  # CuPy's extras (scatter_add lives there), imported with CuP
 _cupy_error: str | None = None
 _cupy_tried = False
 _cuda_usable: tuple[bool, str] | None = None  # (usable, why not): the cached result of a trial run
-TRIAL_KERNEL = "tinygrad_rnn_cuda_trial"  # the kernel of that trial run
+TRIAL_KERNEL = "tinygrad_rnn_cuda_trial"  # the kernel of that trial run: (inputs, outputs, body, name)
+TRIAL_KERNEL_DEFINITION = ("T x", "T y", "y = x * x + 1;", TRIAL_KERNEL)
 
 NUMPY_ARRAY = np.ndarray
 CUDA_INSTALL_HINT = (
@@ -95,7 +96,7 @@ def _cuda_trial() -> tuple[bool, str]:
             try:
                 with cupy.cuda.Device(0):
                     a = cupy.arange(4, dtype=cupy.float32).reshape(2, 2)
-                    kernel = cupy.ElementwiseKernel("T x", "T y", "y = x * x + 1", TRIAL_KERNEL)
+                    kernel = cupy.ElementwiseKernel(*TRIAL_KERNEL_DEFINITION)
                     # One host read, once per process: the kernels must have run, not just queued.
                     ok = float((kernel(a) @ a).sum()) == 66.0
                 wrong = "a trial kernel on GPU 0 computed a wrong result"
