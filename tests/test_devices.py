@@ -300,8 +300,13 @@ def test_the_gpu_benchmark_runs_its_cuda_path_and_prints_a_table(fake, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.main(["--quick", "--repeat", "1", "--sizes", "small", "--device", "cuda:1"]) == 0
-    table = capsys.readouterr().out.split("bench_gpu results")[1]
+    streamed, table = capsys.readouterr().out.split("bench_gpu results")
     assert [line.split()[0] for line in table.splitlines()[3:6]] == ["rnn", "lstm", "gru"]
+    # Every number is printed as it is measured, before the table; both gradient paths are checked.
+    for column in ("grad fused", "grad plain", "cupy", "numpy"):
+        assert f"lstm/small {column}:" in streamed
+    assert "lstm/small unfused:" in streamed and "rnn/small unfused:" not in streamed
+    assert "gradient checks (fused, plain, torch): all agree" in table
     assert fake.synchronized > 0
     assert {k.name for k in fake.kernels if k.calls} >= {"tinygrad_rnn_lstm_pointwise_forward"}
 
