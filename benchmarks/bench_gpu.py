@@ -172,6 +172,7 @@ class Row:
     def __init__(self, kind: str, name: str, size: tuple) -> None:
         self.kind, self.name, self.size = kind, name, size
         self.values: dict[str, Any] = {}
+        self.error: str | None = None
 
     def add(self, key: str, value: Any) -> None:
         self.values[key] = value
@@ -204,6 +205,39 @@ HEADER = (
     f"{'model':<5} {'size':<7} {'I,H,B,T':<18} {'numpy':>14} {'cupy':>14} {'unfused':>14} {'torch':>14} "
     f"{'np/cupy':>10} {'cupy/torch':>10} {'grad fused':>10} {'grad plain':>10} {'grad torch':>10}"
 )
+
+
+def measure(
+    row: Row, gpu: bool, device: str, use_torch: bool, repeat: int, end: float, slice_s: float, skipped: list
+) -> None:
+    """Fill ``row``: gradient checks first (GPU only), then the timed columns, each printed when measured."""
+    kind, name, size = row.kind, row.name, row.size
+    state = _state(kind, size)
+    if gpu:
+        cpu_grads = make_step(kind, size, "cpu", state)()
+        row.add("grad fused", gradient_difference(cpu_grads, make_step(kind, size, device, state)()))
+        with unfused_cells():
+            row.add("grad plain", gradient_difference(cpu_grads, make_step(kind, size, device, state)()))
+        if use_torch:
+            torch_step = make_torch_step(kind, size, device, state)
+            row.add("grad torch", gradient_difference(torch_step(), make_step(kind, size, device, state)()))
+    # (column, builder of the step, what to synchronise); fast columns first, NumPy (slowest) last
+    plan: list[tuple[str, Callable[..., Any], str]] = []
+    if gpu:
+        plan.append(("cupy", make_step, device))
+        if use_torch:
+            plan.append(("torch", make_torch_step, "torch"))
+        if kind != "rnn":
+            plan.append(("unfused", make_step, device))
+    plan.append(("numpy", make_step, "cpu"))
+    for key, build, sync in plan:
+        if time.perf_counter() > end:
+            skipped.append(f"{kind}/{name} {key}")
+            continue
+        deadline = min(end, time.perf_counter() + slice_s)
+        on = "cpu" if key == "numpy" else device
+        with unfused_cells() if key == "unfused" else contextlib.nullcontext():
+            row.add(key, time_calls(build(kind, size, on, state), sync, repeat, deadline))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,36 +288,13 @@ def main(argv: list[str] | None = None) -> int:
         columns = 1 + (2 if gpu else 0) + (1 if use_torch else 0)
         share = (end - now) / (len(cells) - position)
         size = sizes[name]
-        state = _state(kind, size)
         row = Row(kind, name, size)
         rows.append(row)
-        if gpu:
-            cpu_grads = make_step(kind, size, "cpu", state)()
-            row.add("grad fused", gradient_difference(cpu_grads, make_step(kind, size, device, state)()))
-            with unfused_cells():
-                row.add("grad plain", gradient_difference(cpu_grads, make_step(kind, size, device, state)()))
-            if use_torch:
-                torch_step = make_torch_step(kind, size, device, state)
-                row.add(
-                    "grad torch", gradient_difference(torch_step(), make_step(kind, size, device, state)())
-                )
-        # (column, builder of the step, what to synchronise); fast columns first, NumPy (slowest) last
-        plan: list[tuple[str, Callable[..., Any], str]] = []
-        if gpu:
-            plan.append(("cupy", make_step, device))
-            if use_torch:
-                plan.append(("torch", make_torch_step, "torch"))
-            if kind != "rnn":
-                plan.append(("unfused", make_step, device))
-        plan.append(("numpy", make_step, "cpu"))
-        for key, build, sync in plan:
-            if time.perf_counter() > end:
-                skipped.append(f"{kind}/{name} {key}")
-                continue
-            deadline = min(end, time.perf_counter() + share / columns)
-            on = "cpu" if key == "numpy" else device
-            with unfused_cells() if key == "unfused" else contextlib.nullcontext():
-                row.add(key, time_calls(build(kind, size, on, state), sync, args.repeat, deadline))
+        try:
+            measure(row, gpu, device, use_torch, args.repeat, end, share / columns, skipped)
+        except Exception as error:  # one broken cell must not cost the others their numbers
+            row.error = f"{type(error).__name__}: {error}"
+            say(f"  {kind}/{name} ERROR {row.error}")
         say("ROW " + row.line())
 
     say("")
@@ -300,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in ("grad fused", "grad plain", "grad torch")
         if r.values.get(key, 0.0) > GRAD_TOLERANCE
     ]
+    bad += [f"{r.kind}/{r.name} (error: {r.error})" for r in rows if r.error]
     verdict = "FAILED " + ", ".join(bad) if bad else "all agree"
     say(f"total {time.perf_counter() - started:.0f} s; gradient checks (fused, plain, torch): {verdict}")
     return 1 if bad else 0

@@ -481,6 +481,8 @@ class FakeCupy:
             def synchronize(self) -> None:
                 fake.synchronized += 1
 
+            compute_capability = "90"
+
         def get_device_count() -> int:
             if fake.device_count == 0:
                 raise FakeCudaError("cudaErrorNoDevice: no CUDA-capable device is detected")
@@ -496,6 +498,7 @@ class FakeCupy:
             getDeviceCount=get_device_count,
             getDeviceProperties=get_device_properties,
             getDevice=lambda: fake.current,
+            runtimeGetVersion=lambda: 12090,
         )
         self.cuda = types.SimpleNamespace(Device=Device, runtime=runtime)
         self.random = _Random(default_rng=lambda seed=None: _Generator(fake, seed))
@@ -550,12 +553,12 @@ class FakeCupy:
             return array._host.copy()
         return np.asarray(array)
 
-    def matmul(self, a: Any, b: Any) -> Any:
+    def matmul(self, *args: Any, **kwargs: Any) -> Any:
         if self.missing == "cublas":
             raise FakeCudaError(
                 "CuPy failed to load libcublasLt.so.12: OSError: cannot open shared object file"
             )
-        return _Function(self, "matmul", np.matmul)(a, b)
+        return _Function(self, "matmul", np.matmul)(*args, **kwargs)
 
     def ElementwiseKernel(self, in_params: str, out_params: str, operation: str, name: str) -> Any:
         from fake_cupy_kernel import ElementwiseKernel

@@ -30,6 +30,7 @@ def without_cupy(monkeypatch, error="ModuleNotFoundError: No module named 'cupy'
     monkeypatch.setattr(backend, "_cupyx", None)
     monkeypatch.setattr(backend, "_cupy_tried", True)
     monkeypatch.setattr(backend, "_cupy_error", error)
+    monkeypatch.setattr(backend, "_cuda_usable", None)  # forget a trial run made with the real CuPy
 
 
 # ---- what is missing, said plainly ------------------------------------------------------------------
@@ -40,6 +41,7 @@ def test_a_failed_cupy_import_is_remembered_and_reported_with_the_install_comman
     monkeypatch.setattr(backend, "_cupy", None)
     monkeypatch.setattr(backend, "_cupy_tried", False)
     monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(backend, "_cuda_usable", None)
     assert not tg.cuda.is_available() and tg.cuda.device_count() == 0
     with pytest.raises(RuntimeError, match=r"CuPy is not installed.*Error.*pip install -e \"\.\[cuda\]\""):
         tg.zeros(2, device="cuda")
