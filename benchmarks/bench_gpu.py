@@ -8,9 +8,9 @@ squared output as the loss, and ``loss.backward()`` (full BPTT), in float32. Col
   (``fused_ops.LSTMCellPointwise``/``GRUCellPointwise``: one kernel per step for the elementwise maths);
 * ``unfused``: the same on the GPU with the cell's elementwise maths as primitive ops (the plain path),
   to show what the fusion buys (RNN has nothing to fuse);
-* ``torch``: PyTorch's ``nn.RNN``/``nn.LSTM``/``nn.GRU`` on the same GPU (cuDNN), with the same
-  weights and loss, only when ``torch`` imports and sees the GPU; ``cupy/torch`` is the ratio of
-  the two times measured in this run (above 1: ours is slower).
+* ``torch``: PyTorch's ``nn.RNN``/``nn.LSTM``/``nn.GRU`` on the same GPU (cuDNN, TF32 off so both
+  sides compute in float32), with the same weights and loss, only when ``torch`` imports and sees the
+  GPU; ``cupy/torch`` is the ratio of the two times measured in this run (above 1: ours is slower).
 
 Before timing, the GPU's gradients are checked against the CPU's on the same parameters, for the
 fused path and for the plain path, and against PyTorch's when it is there. GPU timings synchronise
@@ -113,6 +113,10 @@ def make_torch_step(kind: str, size: tuple, device: str, state: dict) -> Callabl
         return None
     if not torch.cuda.is_available():
         return None
+    # Full float32 on both sides: cuDNN would otherwise use TF32 tensor cores (10-bit mantissa) where
+    # CuPy's cuBLAS calls do not, and neither the times nor the gradients would compare like for like.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     index = tg.device(device).index or 0
     target = torch.device("cuda", index)
     layer = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind](size[0], size[1])

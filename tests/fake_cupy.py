@@ -14,10 +14,19 @@ module-level random state (``cupy.random.seed``, ``cupy.random.rand``), no ufunc
 that are 0-d arrays where NumPy would return NumPy scalars. ``ndarray.tolist`` is refused too: host
 data must leave the device through the backend (``backend.to_numpy``), explicitly.
 
+It also models what makes a first run on a real GPU go wrong: ``install_unimported`` makes it
+importable as ``cupy`` without the backend having imported it (a fresh process); ``missing=`` takes
+away NVRTC or cuBLAS (CuPy installed without its CUDA library wheels); ``random.default_rng`` gives a
+generator whose ``bit_generator.state`` is a method, as in CuPy; integer index arrays out of range
+wrap around instead of raising, as CuPy's do; and every device-to-host read (``int()``, ``float()``,
+``bool()``, ``.item()``, ``.get()``, ``asnumpy``) is counted in ``host_reads`` (with
+``host_read_log``), so a test can assert that a hot path waits for no GPU.
+
 What it does not check: the GPU. It compiles no CUDA, measures no speed, and shares NumPy's numerics;
-``ElementwiseKernel`` evaluates the kernel's C body as NumPy expressions (a restricted subset: typed
-declarations and assignments), which checks the formula written in the kernel but not its
-compilation. ``benchmarks/gpu_check.sh`` is the check on a real GPU.
+``ElementwiseKernel`` evaluates the kernel's C body over NumPy arrays with C's arithmetic (a restricted
+subset: typed declarations and assignments; ``1 / 2`` is 0), which checks the formula written in the
+kernel but not its compilation: ``tools/check_kernels.py`` compiles it with the real NVRTC, and
+``benchmarks/gpu_check.sh`` is the check on a real GPU.
 """
 
 from __future__ import annotations
@@ -480,6 +489,7 @@ class FakeCupy:
 
             def synchronize(self) -> None:
                 fake.synchronized += 1
+                fake.synchronized_devices.append(self.id)
 
             compute_capability = "90"
 
@@ -492,6 +502,7 @@ class FakeCupy:
             return {"name": f"Fake GPU {index}".encode()}
 
         self.synchronized = 0
+        self.synchronized_devices: list[int] = []
         self.host_reads = 0
         self.host_read_log: list[str] = []
         runtime = types.SimpleNamespace(

@@ -534,3 +534,19 @@ def test_python_number_operands_reuse_one_device_scalar(fake):
     assert backend.scalar_like(2.0, tg.float32, data) is first  # no allocation and fill per operand
     assert backend.scalar_like(2, tg.float32, data) is not first  # 2 and 2.0 are kept apart
     assert backend.scalar_like(2.0, tg.float64, data).dtype == tg.float64
+
+
+def test_the_examples_synchronise_and_measure_the_requested_gpu_not_the_current_one(fake):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "examples" / "_common.py"
+    spec = importlib.util.spec_from_file_location("examples_common", path)
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    tg.cuda.set_device(0)
+    common.synchronize("cuda:1")
+    assert fake.synchronized_devices[-1] == 1
+    tg.cuda.set_device(0)
+    _, peak = common.peak_memory(lambda: tg.zeros(1000, dtype=tg.float64, device="cuda:1"), "cuda:1")
+    assert peak >= 8000
