@@ -673,7 +673,7 @@ def generator_fork(dev: Device) -> Any:
     count = _fork_counts.get(dev, 0)
     _fork_counts[dev] = count + 1
     entropy = None if _seed is None else [_seed, 1 + (dev.index or 0), count]
-    seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+    seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)  # fits an int64
     _generators[dev] = use_device(dev).random.default_rng(seed)
     return seed
 

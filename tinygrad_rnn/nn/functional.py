@@ -217,6 +217,7 @@ def _class_target(name: str, input: Tensor, target: Any, ignore_index: int) -> T
     if target.device != input.device:
         raise RuntimeError(f"{name}: input is on {input.device} but target is on {target.device}")
     classes = input.shape[0] if input.ndim == 1 else input.shape[1]
+
     def error(bad: int) -> IndexError:
         return IndexError(
             f"{name}: target {bad} is out of range for {classes} classes "
