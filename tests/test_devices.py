@@ -550,3 +550,19 @@ def test_the_examples_synchronise_and_measure_the_requested_gpu_not_the_current_
     tg.cuda.set_device(0)
     _, peak = common.peak_memory(lambda: tg.zeros(1000, dtype=tg.float64, device="cuda:1"), "cuda:1")
     assert peak >= 8000
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda lg, t: F.cross_entropy(lg, t), "cross_entropy: target 9 is out of range"),
+        (lambda lg, t: lg.gather(1, t.reshape(-1, 1)), "gather: index 9 is out of range"),
+        (lambda lg, t: F.embedding(t, lg), "embedding: index 9 is out of range"),
+        (lambda lg, t: lg[t], "index 9 is out of range for dim 0"),
+    ],
+)
+def test_an_out_of_range_index_is_an_index_error_on_every_device(device, call, message):
+    """On the CPU at the call; on a GPU (CuPy wraps bad indices around) at the next host read."""
+    logits = tg.randn(3, 4, device=device)
+    with pytest.raises(IndexError, match=message):
+        call(logits, tg.tensor([0, 9, 1], device=device)).sum().item()
