@@ -1,22 +1,27 @@
-"""One training step of RNN/LSTM/GRU layers on a GPU (CuPy) against the NumPy path on the same machine.
+"""One training step of RNN/LSTM/GRU layers on a GPU (CuPy) against NumPy and, when present, PyTorch's cuDNN.
 
 A step is the forward pass of one ``nn.RNN``/``nn.LSTM``/``nn.GRU`` layer over T steps, the mean
-squared output as the loss, and ``loss.backward()`` (full BPTT), in float32. Variants:
+squared output as the loss, and ``loss.backward()`` (full BPTT), in float32. Columns:
 
 * ``numpy``: the layer on ``"cpu"``;
 * ``cupy``: the layer on the GPU, where LSTM and GRU use the fused cell kernels
-  (``ops.LSTMCellPointwise``/``ops.GRUCellPointwise``: one kernel per step for the elementwise maths);
-* ``cupy-unfused``: the same on the GPU with the cell's elementwise maths as primitive ops, to show
-  what the fusion buys (RNN has nothing to fuse).
+  (``fused_ops.LSTMCellPointwise``/``GRUCellPointwise``: one kernel per step for the elementwise maths);
+* ``unfused``: the same on the GPU with the cell's elementwise maths as primitive ops (the plain path),
+  to show what the fusion buys (RNN has nothing to fuse);
+* ``torch``: PyTorch's ``nn.RNN``/``nn.LSTM``/``nn.GRU`` on the same GPU (cuDNN, TF32 off so both
+  sides compute in float32), with the same weights and loss, only when ``torch`` imports and sees the
+  GPU; ``cupy/torch`` is the ratio of the two times measured in this run (above 1: ours is slower).
 
-Before timing, the GPU's gradients are checked against the CPU's on the same parameters. GPU timings
-synchronise the device before starting and before stopping the clock (kernels run asynchronously).
-Each variant gets a warm-up call (which also compiles the kernels), then calls are repeated until
-``--repeat`` calls or the time slice of that cell of the table is used; the median is reported. The
-whole run stops starting new cells once ``--budget`` seconds are spent, and says which it skipped.
+Before timing, the GPU's gradients are checked against the CPU's on the same parameters, for the
+fused path and for the plain path, and against PyTorch's when it is there. GPU timings synchronise
+the device before starting and before stopping the clock. Each variant gets a warm-up call (which
+also compiles the kernels), then calls are repeated until ``--repeat`` calls or the time slice of the
+cell is used; the median is reported. Every number is printed (and flushed) as soon as it is measured,
+so a run cut short by a timeout keeps what it measured; the run stops starting measurements once
+``--budget`` seconds are spent and says what it skipped. The table is printed again at the end.
 
     python benchmarks/bench_gpu.py [--device cuda] [--models rnn,lstm,gru] [--sizes small,medium,large]
-                                   [--repeat 5] [--budget 300] [--quick]
+                                   [--repeat 5] [--budget 300] [--quick] [--no-torch]
 
 With ``--device cpu`` only the NumPy column is measured (useful to check the script without a GPU).
 """
@@ -29,6 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +49,11 @@ SIZES = {
 }
 QUICK_SIZES = {"small": (8, 16, 4, 10), "medium": (16, 32, 8, 20), "large": (32, 64, 8, 20)}
 LAYERS = {"rnn": tg.nn.RNN, "lstm": tg.nn.LSTM, "gru": tg.nn.GRU}
+GRAD_TOLERANCE = 1e-3  # float32, relative to the largest gradient entry
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
 
 
 def _lstm_unfused(gates: tg.Tensor, c: tg.Tensor) -> tuple[tg.Tensor, tg.Tensor]:
@@ -72,14 +83,17 @@ def unfused_cells() -> Iterator[None]:
         rnn_module._lstm_pointwise, rnn_module._gru_pointwise = saved
 
 
+def _data(size: tuple) -> np.ndarray:
+    input_size, _, batch, steps = size
+    return np.random.default_rng(1).standard_normal((steps, batch, input_size)).astype(np.float32)
+
+
 def make_step(kind: str, size: tuple, device: str, state: dict) -> Callable[[], dict]:
-    """A closure running one forward + backward step on ``device``; returns the gradients (host arrays)."""
-    input_size, hidden_size, batch, steps = size
-    layer = LAYERS[kind](input_size, hidden_size)
+    """A closure running one forward + backward step on ``device``; returns the gradients (tensors)."""
+    layer = LAYERS[kind](size[0], size[1])
     layer.load_state_dict(state)
     layer.to(device)
-    data = np.random.default_rng(1).standard_normal((steps, batch, input_size)).astype(np.float32)
-    x = tg.tensor(data, device=device)
+    x = tg.tensor(_data(size), device=device)
 
     def step() -> dict:
         for p in layer.parameters():
@@ -91,18 +105,49 @@ def make_step(kind: str, size: tuple, device: str, state: dict) -> Callable[[], 
     return step
 
 
+def make_torch_step(kind: str, size: tuple, device: str, state: dict) -> Callable[[], dict] | None:
+    """The same step in PyTorch on the same GPU (cuDNN), or None when torch or its GPU is missing."""
+    try:
+        import torch
+    except Exception:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    # Full float32 on both sides: cuDNN would otherwise use TF32 tensor cores (10-bit mantissa) where
+    # CuPy's cuBLAS calls do not, and neither the times nor the gradients would compare like for like.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    index = tg.device(device).index or 0
+    target = torch.device("cuda", index)
+    layer = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[kind](size[0], size[1])
+    layer.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in state.items()})
+    layer.to(target)
+    x = torch.from_numpy(_data(size)).to(target)
+
+    def step() -> dict:
+        layer.zero_grad(set_to_none=True)
+        out, _ = layer(x)
+        (out * out).mean().backward()
+        return {name: p.grad for name, p in layer.named_parameters()}
+
+    return step
+
+
 def synchronise(device: str) -> None:
-    """Wait for the GPU's queued kernels (a no-op on the CPU)."""
-    if device != "cpu":
+    """Wait for the GPU's queued kernels (a no-op on the CPU); the same for PyTorch's queue."""
+    if device == "torch":
+        import torch
+
+        torch.cuda.synchronize()
+    elif device != "cpu":
         tg.cuda.synchronize(device)
 
 
-def time_calls(step: Callable, device: str, repeat: int, seconds: float) -> tuple[float, int]:
-    """Median wall time (ms) of ``step`` after one warm-up call; stops early when ``seconds`` run out."""
+def time_calls(step: Callable, device: str, repeat: int, deadline: float) -> tuple[float, int]:
+    """Median wall time (ms) of ``step`` after one warm-up call; stops at ``deadline`` (at least one call)."""
     step()
     synchronise(device)
     times: list[float] = []
-    deadline = time.perf_counter() + seconds
     while len(times) < repeat and (not times or time.perf_counter() < deadline):
         synchronise(device)
         start = time.perf_counter()
@@ -112,21 +157,96 @@ def time_calls(step: Callable, device: str, repeat: int, seconds: float) -> tupl
     return 1000 * statistics.median(times), len(times)
 
 
-def check_gradients(kind: str, size: tuple, device: str, state: dict) -> float:
-    """Largest relative difference between the GPU's and the CPU's gradients (float32)."""
-    cpu = make_step(kind, size, "cpu", state)()
-    gpu = make_step(kind, size, device, state)()
+def _host(grad: Any) -> np.ndarray:
+    return grad.numpy() if isinstance(grad, tg.Tensor) else grad.detach().cpu().numpy()
+
+
+def gradient_difference(expected: dict, got: dict) -> float:
+    """Largest difference between two sets of gradients, relative to the largest expected entry."""
     worst = 0.0
-    for name, grad in cpu.items():
-        expected = grad.numpy()
-        got = gpu[name].numpy()
-        worst = max(worst, float(np.abs(got - expected).max() / (np.abs(expected).max() + 1e-12)))
+    for name, grad in expected.items():
+        reference, value = _host(grad), _host(got[name])
+        worst = max(worst, float(np.abs(value - reference).max() / (np.abs(reference).max() + 1e-12)))
     return worst
 
 
+class Row:
+    """The measurements of one (model, size) cell, printed one by one as they come."""
+
+    def __init__(self, kind: str, name: str, size: tuple) -> None:
+        self.kind, self.name, self.size = kind, name, size
+        self.values: dict[str, Any] = {}
+        self.error: str | None = None
+
+    def add(self, key: str, value: Any) -> None:
+        self.values[key] = value
+        shown = f"{value[0]:.2f} ms ({value[1]} calls)" if isinstance(value, tuple) else f"{value:.1e}"
+        say(f"  {self.kind}/{self.name} {key}: {shown}")
+
+    def line(self) -> str:
+        def ms(key: str) -> str:
+            value = self.values.get(key)
+            return f"{value[0]:9.2f} ({value[1]})" if value else f"{'-':>14}"
+
+        def ratio(top: str, bottom: str) -> str:
+            a, b = self.values.get(top), self.values.get(bottom)
+            return f"{a[0] / b[0]:9.2f}x" if a and b else f"{'-':>10}"
+
+        def diff(key: str) -> str:
+            value = self.values.get(key)
+            return f"{value:10.1e}" if value is not None else f"{'-':>10}"
+
+        shape = ",".join(str(n) for n in self.size)
+        return (
+            f"{self.kind:<5} {self.name:<7} {shape:<18} "
+            f"{ms('numpy')} {ms('cupy')} {ms('unfused')} {ms('torch')} "
+            f"{ratio('numpy', 'cupy')} {ratio('cupy', 'torch')} {diff('grad fused')} {diff('grad plain')} "
+            f"{diff('grad torch')}"
+        )
+
+
+HEADER = (
+    f"{'model':<5} {'size':<7} {'I,H,B,T':<18} {'numpy':>14} {'cupy':>14} {'unfused':>14} {'torch':>14} "
+    f"{'np/cupy':>10} {'cupy/torch':>10} {'grad fused':>10} {'grad plain':>10} {'grad torch':>10}"
+)
+
+
+def measure(
+    row: Row, gpu: bool, device: str, use_torch: bool, repeat: int, end: float, slice_s: float, skipped: list
+) -> None:
+    """Fill ``row``: gradient checks first (GPU only), then the timed columns, each printed when measured."""
+    kind, name, size = row.kind, row.name, row.size
+    state = _state(kind, size)
+    if gpu:
+        cpu_grads = make_step(kind, size, "cpu", state)()
+        row.add("grad fused", gradient_difference(cpu_grads, make_step(kind, size, device, state)()))
+        with unfused_cells():
+            row.add("grad plain", gradient_difference(cpu_grads, make_step(kind, size, device, state)()))
+        if use_torch:
+            torch_step = make_torch_step(kind, size, device, state)
+            row.add("grad torch", gradient_difference(torch_step(), make_step(kind, size, device, state)()))
+    # (column, builder of the step, what to synchronise); fast columns first, NumPy (slowest) last
+    plan: list[tuple[str, Callable[..., Any], str]] = []
+    if gpu:
+        plan.append(("cupy", make_step, device))
+        if use_torch:
+            plan.append(("torch", make_torch_step, "torch"))
+        if kind != "rnn":
+            plan.append(("unfused", make_step, device))
+    plan.append(("numpy", make_step, "cpu"))
+    for key, build, sync in plan:
+        if time.perf_counter() > end:
+            skipped.append(f"{kind}/{name} {key}")
+            continue
+        deadline = min(end, time.perf_counter() + slice_s)
+        on = "cpu" if key == "numpy" else device
+        with unfused_cells() if key == "unfused" else contextlib.nullcontext():
+            row.add(key, time_calls(build(kind, size, on, state), sync, repeat, deadline))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse the arguments, measure every (model, size) within the budget, print the table; 0 when the
-    GPU's gradients agree with the CPU's."""
+    """Parse the arguments, measure every (model, size) within the budget, printing as it goes; 0 when
+    the GPU's gradients agree with the CPU's on both paths."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="GPU to compare with NumPy: cuda, cuda:N (or cpu)")
     parser.add_argument("--models", default="rnn,lstm,gru")
@@ -134,12 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per cell (fewer if slow)")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for the whole run")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check the script, not speed")
+    parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch even when it imports")
     args = parser.parse_args(argv)
 
     device = str(tg.device(args.device))
     gpu = device != "cpu"
     if gpu and not tg.cuda.is_available():
-        tg.zeros(1, device=device)  # raises the error that says whether CuPy or the GPU is missing
+        tg.zeros(1, device=device)  # raises the error that says what is missing and why
     sizes = QUICK_SIZES if args.quick else SIZES
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     names = [s.strip() for s in args.sizes.split(",") if s.strip()]
@@ -151,65 +272,67 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown model {kind!r}; choose from {sorted(LAYERS)}")
 
     where = tg.cuda.get_device_name(device) if gpu else "no GPU: NumPy column only"
-    print(f"bench_gpu: device {device} ({where}); float32; forward + backward of one layer", flush=True)
-    started = time.perf_counter()
-    cells = len(models) * len(names)
-    rows, skipped = [], []
-    for name in names:
-        for kind in models:
-            elapsed = time.perf_counter() - started
-            if elapsed > args.budget:
-                skipped.append(f"{kind}/{name}")
-                continue
-            remaining_cells = max(cells - len(rows) - len(skipped), 1)
-            slice_seconds = max((args.budget - elapsed) / remaining_cells / 3, 1.0)
-            size = sizes[name]
-            tg.manual_seed(0)
-            state = LAYERS[kind](size[0], size[1]).state_dict()
-            row = {"model": kind, "size": name, "shape": size}
-            if gpu:
-                row["max_rel_grad_diff"] = check_gradients(kind, size, device, state)
-                row["cupy"] = time_calls(
-                    make_step(kind, size, device, state), device, args.repeat, slice_seconds
-                )
-                if kind != "rnn":
-                    with unfused_cells():
-                        step = make_step(kind, size, device, state)
-                        row["cupy-unfused"] = time_calls(step, device, args.repeat, slice_seconds)
-            row["numpy"] = time_calls(make_step(kind, size, "cpu", state), "cpu", args.repeat, slice_seconds)
-            rows.append(row)
-            print(f"  done {kind}/{name} after {time.perf_counter() - started:.0f} s", flush=True)
-
-    print()
-    print(f"bench_gpu results ({device}, {where}); median ms per forward+backward step (calls timed)")
-    header = (
-        f"{'model':<5} {'size':<7} {'I,H,B,T':<19} {'numpy':>14} {'cupy':>14} {'unfused':>14} "
-        f"{'speedup':>8} {'grad diff':>9}"
+    use_torch = gpu and not args.no_torch and _torch_usable()
+    torch_column = "yes" if use_torch else "no (left out, or torch or its GPU missing)"
+    say(
+        f"bench_gpu: device {device} ({where}); float32; forward + backward of one layer; budget "
+        f"{args.budget:.0f} s; PyTorch cuDNN column: {torch_column}"
     )
-    print(header)
-    print("-" * len(header))
+    started = time.perf_counter()
+    end = started + args.budget
+    rows: list[Row] = []
+    skipped: list[str] = []
+    cells = [(name, kind) for name in names for kind in models]
+    for position, (name, kind) in enumerate(cells):
+        now = time.perf_counter()
+        if now > end:
+            skipped.append(f"{kind}/{name}")
+            continue
+        # This cell's share of what is left, split over its timed columns.
+        columns = 1 + (2 if gpu else 0) + (1 if use_torch else 0)
+        share = (end - now) / (len(cells) - position)
+        size = sizes[name]
+        row = Row(kind, name, size)
+        rows.append(row)
+        try:
+            measure(row, gpu, device, use_torch, args.repeat, end, share / columns, skipped)
+        except Exception as error:  # one broken cell must not cost the others their numbers
+            row.error = f"{type(error).__name__}: {error}"
+            say(f"  {kind}/{name} ERROR {row.error}")
+        say("ROW " + row.line())
+
+    say("")
+    say(f"bench_gpu results ({device}, {where}); median ms per forward+backward step (calls timed)")
+    say(HEADER)
+    say("-" * len(HEADER))
     for row in rows:
-
-        def cell(key: str, row: dict = row) -> str:
-            return f"{row[key][0]:9.2f} ({row[key][1]})" if key in row else f"{'-':>14}"
-
-        speedup = f"{row['numpy'][0] / row['cupy'][0]:7.1f}x" if "cupy" in row else f"{'-':>8}"
-        diff = f"{row['max_rel_grad_diff']:9.1e}" if "max_rel_grad_diff" in row else f"{'-':>9}"
-        shape = ",".join(str(n) for n in row["shape"])
-        print(
-            f"{row['model']:<5} {row['size']:<7} {shape:<19} {cell('numpy')} {cell('cupy')} "
-            f"{cell('cupy-unfused')} {speedup} {diff}"
-        )
+        say(row.line())
     if skipped:
-        print(f"skipped (budget of {args.budget:.0f} s spent): {', '.join(skipped)}")
-    print(f"total {time.perf_counter() - started:.0f} s")
-    bad = [r for r in rows if r.get("max_rel_grad_diff", 0.0) > 1e-3]
-    if bad:
-        print(
-            "GPU gradients differ from the CPU's for: " + ", ".join(f"{r['model']}/{r['size']}" for r in bad)
-        )
-        return 1
-    return 0
+        say(f"skipped (budget of {args.budget:.0f} s spent): {', '.join(skipped)}")
+    bad = [
+        f"{r.kind}/{r.name} ({key} {r.values[key]:.1e})"
+        for r in rows
+        for key in ("grad fused", "grad plain", "grad torch")
+        if r.values.get(key, 0.0) > GRAD_TOLERANCE
+    ]
+    bad += [f"{r.kind}/{r.name} (error: {r.error})" for r in rows if r.error]
+    verdict = "FAILED " + ", ".join(bad) if bad else "all agree"
+    say(f"total {time.perf_counter() - started:.0f} s; gradient checks (fused, plain, torch): {verdict}")
+    return 1 if bad else 0
+
+
+def _torch_usable() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def _state(kind: str, size: tuple) -> dict:
+    tg.manual_seed(0)
+    return LAYERS[kind](size[0], size[1]).state_dict()
 
 
 if __name__ == "__main__":

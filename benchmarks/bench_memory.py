@@ -25,7 +25,8 @@ unless ``OPENBLAS_NUM_THREADS`` is set.
 
 On a GPU (``--device cuda``) every variant, the NumPy reference included (it runs on CuPy arrays), is
 measured there: the peak is the growth of CuPy's memory pool during the update (emptied before it),
-which bounds the peak from below up to the pool's rounding, and the times are synchronised.
+which bounds the peak from above (the pool keeps every block the update needed at once, plus its
+rounding and blocks it could not reuse), and the times are synchronised.
 """
 
 from __future__ import annotations

@@ -56,9 +56,9 @@ def print_table(
 
 
 def synchronize(device: str) -> None:
-    """Wait for queued GPU work, so that a timer measures it."""
+    """Wait for the work queued on the requested GPU (not CuPy's current one), so a timer measures it."""
     if tg.backend.device(device).type == "cuda":
-        tg.backend.xp_for(tg.backend.device(device)).cuda.Device().synchronize()
+        tg.cuda.synchronize(device)
 
 
 def peak_memory(fn: Callable[[], Any], device: str) -> tuple[Any, int]:
@@ -66,7 +66,8 @@ def peak_memory(fn: Callable[[], Any], device: str) -> tuple[Any, int]:
 
     On the CPU the peak comes from ``tracemalloc`` (NumPy reports its array buffers to it; tracing slows
     Python down, so time is measured in separate, untraced runs); on a GPU from CuPy's memory pool, whose
-    growth during the call bounds the peak from below.
+    growth during the call (emptied of cached blocks before it) bounds the peak from above: the pool
+    holds every block the call needed at once, plus rounding and blocks it could not reuse.
     """
     dev = tg.backend.device(device)
     if dev.type == "cpu":
@@ -76,13 +77,16 @@ def peak_memory(fn: Callable[[], Any], device: str) -> tuple[Any, int]:
         peak = tracemalloc.get_traced_memory()[1] - start_bytes
         tracemalloc.stop()
         return result, peak
-    pool = tg.backend.xp_for(dev).get_default_memory_pool()
-    pool.free_all_blocks()
+    cupy = tg.backend.xp_for(dev)
+    pool = cupy.get_default_memory_pool()
     synchronize(device)
-    before = pool.total_bytes()
+    with cupy.cuda.Device(dev.index):  # the pool's byte counts are those of the current GPU
+        pool.free_all_blocks()
+        before = pool.total_bytes()
     result = fn()
     synchronize(device)
-    return result, max(pool.total_bytes() - before, 0)
+    with cupy.cuda.Device(dev.index):
+        return result, max(pool.total_bytes() - before, 0)
 
 
 def timed(fn: Callable[[], Any], device: str) -> tuple[Any, float]:

@@ -14,10 +14,19 @@ module-level random state (``cupy.random.seed``, ``cupy.random.rand``), no ufunc
 that are 0-d arrays where NumPy would return NumPy scalars. ``ndarray.tolist`` is refused too: host
 data must leave the device through the backend (``backend.to_numpy``), explicitly.
 
+It also models what makes a first run on a real GPU go wrong: ``install_unimported`` makes it
+importable as ``cupy`` without the backend having imported it (a fresh process); ``missing=`` takes
+away NVRTC or cuBLAS (CuPy installed without its CUDA library wheels); ``random.default_rng`` gives a
+generator whose ``bit_generator.state`` is a method, as in CuPy; integer index arrays out of range
+wrap around instead of raising, as CuPy's do; and every device-to-host read (``int()``, ``float()``,
+``bool()``, ``.item()``, ``.get()``, ``asnumpy``) is counted in ``host_reads`` (with
+``host_read_log``), so a test can assert that a hot path waits for no GPU.
+
 What it does not check: the GPU. It compiles no CUDA, measures no speed, and shares NumPy's numerics;
-``ElementwiseKernel`` evaluates the kernel's C body as NumPy expressions (a restricted subset: typed
-declarations and assignments), which checks the formula written in the kernel but not its
-compilation. ``benchmarks/gpu_check.sh`` is the check on a real GPU.
+``ElementwiseKernel`` evaluates the kernel's C body over NumPy arrays with C's arithmetic (a restricted
+subset: typed declarations and assignments; ``1 / 2`` is 0), which checks the formula written in the
+kernel but not its compilation: ``tools/check_kernels.py`` compiles it with the real NVRTC, and
+``benchmarks/gpu_check.sh`` is the check on a real GPU.
 """
 
 from __future__ import annotations
@@ -49,12 +58,12 @@ CONSTANTS = frozenset(
 LINALG = frozenset(["norm", "svd", "qr", "eigh", "inv", "solve", "det", "cholesky"])
 # ndarray methods this double offers (CuPy's ndarray has all of them).
 METHODS = frozenset(
-    """all any argmax argmin argsort astype clip conj copy cumsum diagonal dot fill flatten item max
+    """all any argmax argmin argsort astype clip conj copy cumsum diagonal dot fill flatten max
     mean min nonzero prod ravel repeat reshape round sort squeeze std sum swapaxes take trace
     transpose var view""".split()  # noqa: SIM905
 )
-# Methods that make a view or copy to the host, so CuPy runs them whatever the current device.
-NO_KERNEL = frozenset(["item", "reshape", "transpose", "swapaxes", "squeeze", "view", "diagonal"])
+# Methods that make a view, so CuPy runs them whatever the current device.
+NO_KERNEL = frozenset(["reshape", "transpose", "swapaxes", "squeeze", "view", "diagonal"])
 REFUSED = {
     "tolist": "host data leaves the device through backend.to_numpy (CuPy's tolist is a hidden copy)",
     "tobytes": "host data leaves the device through backend.to_numpy",
@@ -108,6 +117,14 @@ def _unwrap(value: Any, devices: set, where: str, allow_numpy: bool = False) -> 
 
 # The stand-in plugged in last; CuPy's "current device" is its state.
 _ACTIVE: dict = {"fake": None}
+
+
+def _host_read(what: str) -> None:
+    """Count a device-to-host read: on a GPU each one waits for every kernel queued before it."""
+    fake = _ACTIVE["fake"]
+    if fake is not None:
+        fake.host_reads += 1
+        fake.host_read_log.append(what)
 
 
 def _single_device(devices: set, default: int, where: str) -> int:
@@ -213,7 +230,13 @@ class FakeArray:
 
     def get(self) -> np.ndarray:
         """A host copy, as ``cupy.ndarray.get``."""
+        _host_read("ndarray.get")
         return self._host.copy()
+
+    def item(self) -> Any:
+        """The Python number of a one-element array: a host read."""
+        _host_read("ndarray.item")
+        return self._host.item()
 
     def __array__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
@@ -251,15 +274,19 @@ class FakeArray:
         return (_wrap(row, self._device) for row in self._host)
 
     def __float__(self) -> float:
+        _host_read("float()")
         return float(self._host)
 
     def __int__(self) -> int:
+        _host_read("int()")
         return int(self._host)
 
     def __bool__(self) -> bool:
+        _host_read("bool()")
         return bool(self._host)
 
     def __index__(self) -> int:
+        _host_read("index")
         return self._host.__index__()
 
     def __copy__(self) -> FakeArray:
@@ -268,9 +295,30 @@ class FakeArray:
     def __deepcopy__(self, memo: dict) -> FakeArray:
         return FakeArray(copy_module.deepcopy(self._host, memo), self._device)
 
+    def _wrapped(self, host_index: Any) -> Any:
+        """Integer index arrays reduced modulo their axis, as CuPy does (it never raises IndexError
+        for an out-of-range index array: they wrap around)."""
+        items = list(_as_tuple(host_index))
+        if not any(isinstance(i, np.ndarray) and i.dtype.kind in "iu" for i in items):
+            return host_index
+        explicit = sum(1 for i in items if i is not None and i is not Ellipsis)
+        axis, wrapped = 0, []
+        for i in items:
+            if i is Ellipsis:
+                axis += self._host.ndim - explicit
+            elif isinstance(i, np.ndarray) and i.dtype.kind in "iu" and axis < self._host.ndim:
+                size = self._host.shape[axis]
+                i = np.mod(i, size) if size else i
+            elif isinstance(i, np.ndarray) and i.dtype.kind == "b":
+                axis += i.ndim - 1
+            if i is not None and i is not Ellipsis:
+                axis += 1
+            wrapped.append(i)
+        return tuple(wrapped) if isinstance(host_index, tuple) else wrapped[0]
+
     def __getitem__(self, index: Any) -> Any:
         devices = {self._device}
-        host_index = _unwrap(index, devices, "indexing")
+        host_index = self._wrapped(_unwrap(index, devices, "indexing"))
         basic = all(i is None or i is Ellipsis or isinstance(i, int | slice) for i in _as_tuple(index))
         # Basic indexing makes a view (no kernel); index arrays gather on the current device.
         device = self._device if basic else _single_device(devices, self._device, "indexing")
@@ -278,7 +326,7 @@ class FakeArray:
 
     def __setitem__(self, index: Any, value: Any) -> None:
         devices = {self._device}
-        host_index = _unwrap(index, devices, "index assignment")
+        host_index = self._wrapped(_unwrap(index, devices, "index assignment"))
         host_value = _unwrap(value, devices, "index assignment")
         _single_device(devices, self._device, "index assignment")
         self._host[host_index] = host_value
@@ -286,6 +334,11 @@ class FakeArray:
 
 def _binary(name: str) -> Any:
     def operator(self: FakeArray, other: Any) -> Any:
+        fake = _ACTIVE["fake"]
+        if "matmul" in name and fake is not None and fake.missing == "cublas":
+            raise FakeCudaError(
+                "CuPy failed to load libcublasLt.so.12: OSError: cannot open shared object file"
+            )
         devices = {self._device}
         other = _unwrap(other, devices, f"operator {name}")
         device = _single_device(devices, self._device, f"operator {name}")
@@ -318,6 +371,18 @@ for _form in ("__neg__", "__pos__", "__abs__", "__invert__"):
     setattr(FakeArray, _form, _unary(_form))
 
 
+def _wrapping(function: Any) -> Any:
+    """``take``/``take_along_axis`` as CuPy runs them: out-of-range indices wrap around, never raise."""
+
+    def call(array: np.ndarray, indices: Any, axis: Any = None, **kwargs: Any) -> Any:
+        size = array.size if axis is None else array.shape[axis]
+        if size:
+            indices = np.mod(indices, size)
+        return function(array, indices, axis=axis, **kwargs)
+
+    return call
+
+
 class _Function:
     """A CuPy function: unwraps FakeArrays, refuses NumPy arrays, wraps the result on the right GPU."""
 
@@ -346,12 +411,24 @@ class _Function:
         )
 
 
+class _BitGenerator:
+    """``cupy.random.XORWOW``: its ``state`` is a *method* returning a device pointer, as in CuPy 14,
+    not NumPy's settable property; assigning to it just hides the method (CuPy's state cannot be set)."""
+
+    def __init__(self, numpy_generator: np.random.Generator) -> None:
+        self._numpy_generator = numpy_generator
+
+    def state(self) -> int:
+        return id(self._numpy_generator)
+
+
 class _Generator:
     """``cupy.random.Generator``: NumPy's generator underneath, FakeArrays out."""
 
     def __init__(self, fake: FakeCupy, seed: Any) -> None:
         self.fake, self.device = fake, fake.current
         self.numpy_generator = np.random.default_rng(seed)
+        self.bit_generator = _BitGenerator(self.numpy_generator)
 
     def _draw(self, method: str, *args: Any, **kwargs: Any) -> FakeArray:
         if self.fake.current != self.device:
@@ -377,10 +454,16 @@ class _Random(types.SimpleNamespace):
 
 
 class FakeCupy:
-    """The ``cupy`` module as seen by the backend; ``device_count=0`` models CuPy without a GPU."""
+    """The ``cupy`` module as seen by the backend; ``device_count=0`` models CuPy without a GPU.
 
-    def __init__(self, device_count: int = 1) -> None:
+    ``missing`` names a CUDA library the machine lacks, as on a driver-only machine with CuPy installed
+    without its toolkit wheels: ``"nvrtc"`` (no elementwise kernel compiles) or ``"cublas"`` (no
+    matrix product runs). Everything else still works there, as with the real CuPy.
+    """
+
+    def __init__(self, device_count: int = 1, missing: str | None = None) -> None:
         self.device_count = device_count
+        self.missing = missing
         self._stack = [0]
         self.kernels: list = []
         fake = self
@@ -406,6 +489,9 @@ class FakeCupy:
 
             def synchronize(self) -> None:
                 fake.synchronized += 1
+                fake.synchronized_devices.append(self.id)
+
+            compute_capability = "90"
 
         def get_device_count() -> int:
             if fake.device_count == 0:
@@ -416,10 +502,14 @@ class FakeCupy:
             return {"name": f"Fake GPU {index}".encode()}
 
         self.synchronized = 0
+        self.synchronized_devices: list[int] = []
+        self.host_reads = 0
+        self.host_read_log: list[str] = []
         runtime = types.SimpleNamespace(
             getDeviceCount=get_device_count,
             getDeviceProperties=get_device_properties,
             getDevice=lambda: fake.current,
+            runtimeGetVersion=lambda: 12090,
         )
         self.cuda = types.SimpleNamespace(Device=Device, runtime=runtime)
         self.random = _Random(default_rng=lambda seed=None: _Generator(fake, seed))
@@ -433,6 +523,8 @@ class FakeCupy:
         return self._stack[-1]
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("take", "take_along_axis"):
+            return _Function(self, name, _wrapping(getattr(np, name)))
         if name in FUNCTIONS or name == "indices":
             return _Function(self, name, getattr(np, name))
         if name in CONSTANTS:
@@ -468,35 +560,72 @@ class FakeCupy:
     def asnumpy(self, array: Any) -> np.ndarray:
         """``cupy.asnumpy``: a host copy."""
         if isinstance(array, FakeArray):
+            _host_read("asnumpy")
             return array._host.copy()
         return np.asarray(array)
+
+    def matmul(self, *args: Any, **kwargs: Any) -> Any:
+        if self.missing == "cublas":
+            raise FakeCudaError(
+                "CuPy failed to load libcublasLt.so.12: OSError: cannot open shared object file"
+            )
+        return _Function(self, "matmul", np.matmul)(*args, **kwargs)
 
     def ElementwiseKernel(self, in_params: str, out_params: str, operation: str, name: str) -> Any:
         from fake_cupy_kernel import ElementwiseKernel
 
+        if self.missing == "nvrtc":
+            raise FakeCudaError("CuPy failed to load libnvrtc.so.12: OSError: cannot open shared object file")
         kernel = ElementwiseKernel(self, in_params, out_params, operation, name)
-        self.kernels.append(kernel)
+        if name != "tinygrad_rnn_cuda_trial":  # `kernels`: those the ops built, not the availability trial
+            self.kernels.append(kernel)
         return kernel
 
     @staticmethod
     def _scatter_add(target: FakeArray, indices: Any, values: Any) -> None:
         devices = {target._device}
-        host_indices = _unwrap(indices, devices, "cupyx.scatter_add")
+        host_indices = target._wrapped(_unwrap(indices, devices, "cupyx.scatter_add"))
         host_values = _unwrap(values, devices, "cupyx.scatter_add")
         _single_device(devices, target._device, "cupyx.scatter_add")
         np.add.at(target._host, host_indices, host_values)
 
 
-def install(monkeypatch: Any, device_count: int = 1) -> FakeCupy:
+def install_unimported(monkeypatch: Any, device_count: int = 1, missing: str | None = None) -> FakeCupy:
+    """Make a fresh ``FakeCupy`` importable as ``cupy`` (and ``cupyx``) while the backend has not
+    imported it yet, as in a fresh process where the user imports CuPy before tinygrad_rnn does."""
+    import sys
+
+    from tinygrad_rnn import backend
+
+    fake = FakeCupy(device_count, missing)
+    monkeypatch.setitem(_ACTIVE, "fake", fake)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setitem(sys.modules, "cupyx", fake.cupyx)
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupyx", None)
+    monkeypatch.setattr(backend, "_cupy_tried", False)
+    monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(backend, "_cuda_usable", None)
+    monkeypatch.setattr(backend, "_generators", {})
+    monkeypatch.setattr(backend, "_kernels", {})
+    monkeypatch.setattr(backend, "_constants", {})
+    monkeypatch.setattr(backend, "_deferred", [])
+    return fake
+
+
+def install(monkeypatch: Any, device_count: int = 1, missing: str | None = None) -> FakeCupy:
     """Make ``tinygrad_rnn.backend`` use a fresh ``FakeCupy`` for the rest of a test."""
     from tinygrad_rnn import backend
 
-    fake = FakeCupy(device_count)
+    fake = FakeCupy(device_count, missing)
     monkeypatch.setitem(_ACTIVE, "fake", fake)
     monkeypatch.setattr(backend, "_cupy", fake)
     monkeypatch.setattr(backend, "_cupyx", fake.cupyx)
     monkeypatch.setattr(backend, "_cupy_tried", True)
     monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(backend, "_cuda_usable", None)
     monkeypatch.setattr(backend, "_generators", {})
     monkeypatch.setattr(backend, "_kernels", {})
+    monkeypatch.setattr(backend, "_constants", {})
+    monkeypatch.setattr(backend, "_deferred", [])
     return fake

@@ -6,6 +6,7 @@ same C text that CuPy compiles on a GPU is read here, statement by statement, ov
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any, ClassVar
 
@@ -19,6 +20,8 @@ class ElementwiseKernel:
     Supported C: statements ``T name = expression;`` and ``name = expression;`` whose expressions use
     + - * /, parentheses, numbers, ``exp``, ``tanh``, ``log``, ``sqrt`` and the parameters. Anything
     else (branches, loops, casts, ``?:``) raises, so kernels stay inside what this check can read.
+    Arithmetic follows C, not Python: an integer literal is an ``int``, and ``int / int`` truncates
+    toward zero (``1 / 2`` is 0), so a formula that only works with Python's division fails here too.
     """
 
     _DECLARATION = re.compile(r"^(?:const\s+)?(?:T|float|double)\s+([A-Za-z]\w*)\s*=\s*(.+)$", re.S)
@@ -43,8 +46,55 @@ class ElementwiseKernel:
                 raise NotImplementedError(
                     f"fake cupy: kernel {name}: cannot read the statement {statement!r}"
                 )
-            self.statements.append((match.group(1), compile(match.group(2), name, "eval")))
+            tree = ast.parse(match.group(2).strip(), mode="eval").body
+            self._check_tree(tree, statement)
+            self.statements.append((match.group(1), tree))
         self.calls = 0
+
+    _OPERATORS: ClassVar[tuple] = (ast.Add, ast.Sub, ast.Mult, ast.Div)
+
+    def _check_tree(self, node: ast.AST, statement: str) -> None:
+        """Refuse any expression outside the C subset this evaluator reads with C's meaning."""
+        if isinstance(node, ast.BinOp) and isinstance(node.op, self._OPERATORS):
+            self._check_tree(node.left, statement)
+            self._check_tree(node.right, statement)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            self._check_tree(node.operand, statement)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in self._MATH:
+            if node.keywords or len(node.args) != 1:
+                raise NotImplementedError(f"fake cupy: kernel {self.name}: cannot read {statement!r}")
+            self._check_tree(node.args[0], statement)
+        elif not isinstance(node, ast.Name) and not (
+            isinstance(node, ast.Constant) and type(node.value) in (int, float)
+        ):
+            raise NotImplementedError(f"fake cupy: kernel {self.name}: cannot read {statement!r}")
+
+    def _evaluate(self, node: ast.AST, environment: dict) -> Any:
+        """The value of a checked expression with C's rules: int op int stays int, int / int truncates."""
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id not in environment:
+                raise NameError(f"fake cupy: kernel {self.name}: {node.id!r} is not declared")
+            return environment[node.id]
+        if isinstance(node, ast.UnaryOp):
+            value = self._evaluate(node.operand, environment)
+            return -value if isinstance(node.op, ast.USub) else value
+        if isinstance(node, ast.Call):
+            return self._MATH[node.func.id](self._evaluate(node.args[0], environment))
+        left, right = self._evaluate(node.left, environment), self._evaluate(node.right, environment)
+        if isinstance(node.op, ast.Add):
+            return left + right
+        if isinstance(node.op, ast.Sub):
+            return left - right
+        if isinstance(node.op, ast.Mult):
+            return left * right
+        if type(left) is int and type(right) is int:
+            if right == 0:
+                raise ZeroDivisionError(f"fake cupy: kernel {self.name}: integer division by zero")
+            quotient = abs(left) // abs(right)  # C truncates toward zero
+            return quotient if (left >= 0) == (right >= 0) else -quotient
+        return left / right
 
     @staticmethod
     def _parameters(spec: str) -> list[str]:
@@ -72,11 +122,10 @@ class ElementwiseKernel:
             raise TypeError(f"fake cupy: kernel {self.name}: type T bound to several dtypes {dtypes}")
         inputs = hosts[: len(self.inputs)]
         shape = np.broadcast_shapes(*(h.shape for h in inputs))
-        environment: dict[str, Any] = dict(self._MATH)
-        environment.update(zip(self.inputs, np.broadcast_arrays(*inputs)))
+        environment: dict[str, Any] = dict(zip(self.inputs, np.broadcast_arrays(*inputs)))
         with np.errstate(all="ignore"):
             for target, expression in self.statements:
-                value = eval(expression, {"__builtins__": {}}, environment)
+                value = self._evaluate(expression, environment)
                 environment[target] = np.asarray(value, dtype=inputs[0].dtype)
         self.calls += 1
         if len(arrays) == len(self.inputs):

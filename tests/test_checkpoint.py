@@ -283,3 +283,29 @@ def test_checkpoint_sequence_checks_its_arguments():
         checkpoint_sequence(lambda x_t, h: (h, h), [np.zeros(3)], _leaf((2, 3)))
     with pytest.raises(ValueError, match="checkpoint_segments: inputs have no time steps"):
         checkpoint_segments(lambda x_k, h: (h, h), _leaf((0, 2, 3)), _leaf((2, 3)))
+
+
+@pytest.mark.parametrize("where", ["cpu", "cuda"])
+def test_the_recomputation_leaves_the_random_stream_where_it_was(monkeypatch, where):
+    """Replaying the dropout mask in backward must not move the stream that later draws come from
+    (on a GPU too, where the generator's state cannot be set: ``backend.generator_fork``)."""
+    if where == "cuda":
+        from fake_cupy import install
+
+        install(monkeypatch)
+    w = tg.randn(5, 5, device=where, requires_grad=True)
+    x = tg.randn(3, 5, device=where, requires_grad=True)
+
+    def block(x):
+        return tg.dropout(x @ w, p=0.5, training=True).tanh()
+
+    streams = []
+    for run_backward in (False, True):
+        tg.manual_seed(7)
+        out = checkpoint(block, x)
+        first = tg.rand(4, device=where).numpy()
+        if run_backward:
+            out.sum().backward()
+        streams.append((out.numpy(), first, tg.rand(4, device=where).numpy()))
+    for without, with_backward in zip(*streams):
+        np.testing.assert_array_equal(with_backward, without)

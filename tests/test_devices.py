@@ -30,6 +30,7 @@ def without_cupy(monkeypatch, error="ModuleNotFoundError: No module named 'cupy'
     monkeypatch.setattr(backend, "_cupyx", None)
     monkeypatch.setattr(backend, "_cupy_tried", True)
     monkeypatch.setattr(backend, "_cupy_error", error)
+    monkeypatch.setattr(backend, "_cuda_usable", None)  # forget a trial run made with the real CuPy
 
 
 # ---- what is missing, said plainly ------------------------------------------------------------------
@@ -40,6 +41,7 @@ def test_a_failed_cupy_import_is_remembered_and_reported_with_the_install_comman
     monkeypatch.setattr(backend, "_cupy", None)
     monkeypatch.setattr(backend, "_cupy_tried", False)
     monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(backend, "_cuda_usable", None)
     assert not tg.cuda.is_available() and tg.cuda.device_count() == 0
     with pytest.raises(RuntimeError, match=r"CuPy is not installed.*Error.*pip install -e \"\.\[cuda\]\""):
         tg.zeros(2, device="cuda")
@@ -267,7 +269,7 @@ def test_a_training_step_on_the_gpu_matches_the_cpu(fake, kind):
     assert results["cuda"][1] == pytest.approx(results["cpu"][1], rel=1e-12)
     for name, value in results["cpu"][2].items():
         np.testing.assert_allclose(results["cuda"][2][name], value, rtol=1e-10, atol=1e-12, err_msg=name)
-    used = {k.name for k in fake.kernels if k.calls}
+    used = {k.name for k in fake.kernels if k.calls and k.name != backend.TRIAL_KERNEL}
     assert bool(used) == (kind != "RNN")
 
 
@@ -300,8 +302,13 @@ def test_the_gpu_benchmark_runs_its_cuda_path_and_prints_a_table(fake, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.main(["--quick", "--repeat", "1", "--sizes", "small", "--device", "cuda:1"]) == 0
-    table = capsys.readouterr().out.split("bench_gpu results")[1]
+    streamed, table = capsys.readouterr().out.split("bench_gpu results")
     assert [line.split()[0] for line in table.splitlines()[3:6]] == ["rnn", "lstm", "gru"]
+    # Every number is printed as it is measured, before the table; both gradient paths are checked.
+    for column in ("grad fused", "grad plain", "cupy", "numpy"):
+        assert f"lstm/small {column}:" in streamed
+    assert "lstm/small unfused:" in streamed and "rnn/small unfused:" not in streamed
+    assert "gradient checks (fused, plain, torch): all agree" in table
     assert fake.synchronized > 0
     assert {k.name for k in fake.kernels if k.calls} >= {"tinygrad_rnn_lstm_pointwise_forward"}
 
@@ -353,3 +360,209 @@ def test_to_accepts_pytorchs_non_blocking_flag(fake):
     assert x.device == "cuda:0" and model.weight.device == "cuda:0"
     with pytest.raises(TypeError, match="unexpected arguments"):
         x.to("cpu", blocking=False)
+
+
+# ---- what a real GPU would break: checked on the stand-in, which models it -----------------------------
+
+
+@pytest.mark.parametrize("missing", ["nvrtc", "cublas"])
+def test_cuda_is_unavailable_when_a_kernel_or_a_matmul_cannot_run_and_the_error_says_why(
+    monkeypatch, missing
+):
+    """CuPy imports and counts GPUs without its CUDA libraries; only a trial run shows they are missing."""
+    install(monkeypatch, device_count=1, missing=missing)
+    assert tg.cuda.device_count() == 1 and not tg.cuda.is_available()
+    library = "libnvrtc" if missing == "nvrtc" else "libcublasLt"
+    with pytest.raises(
+        RuntimeError, match=rf"could not compute on it .*{library}.*pip install -e \"\.\[cuda\]\""
+    ):
+        tg.zeros(2, device="cuda")
+
+
+def test_the_cuda_trial_runs_once_per_process(fake):
+    assert tg.cuda.is_available()
+    reads = fake.host_reads
+    assert tg.cuda.is_available() and tg.zeros(2, device="cuda").device == "cuda:0"
+    assert fake.host_reads == reads  # cached: no second trial
+
+
+def test_a_cupy_array_is_recognised_before_the_backend_has_imported_cupy(monkeypatch):
+    """In a fresh process the user's `import cupy` comes first: tg.tensor and nn.Parameter must take its
+    arrays even though no tinygrad_rnn code has imported CuPy yet."""
+    from fake_cupy import install_unimported
+
+    fake = install_unimported(monkeypatch, device_count=1)
+    array = fake.asarray(np.arange(3.0))
+    assert backend._cupy is None
+    assert tg.tensor(array).device == "cuda:0"
+    parameter = nn.Parameter(array)
+    assert parameter.device == "cuda:0" and parameter.requires_grad
+
+
+def test_dropout_inside_checkpoint_repeats_its_mask_on_the_gpu(fake):
+    """CuPy's bit_generator.state is a method, not a settable state: the rewind must not rely on it."""
+    from tinygrad_rnn.checkpoint import checkpoint
+
+    tg.set_default_dtype(tg.float64)
+    try:
+        w = tg.randn(6, 6, device="cuda", requires_grad=True)
+        x = tg.randn(4, 6, device="cuda", requires_grad=True)
+
+        def block(x):
+            return tg.dropout(x @ w, p=0.5, training=True).tanh()
+
+        out = checkpoint(block, x)
+        tg.rand(5, device="cuda")  # draws between forward and backward must not reach the recomputation
+        out.sum().backward()
+        # The mask is visible in the output: a dropped entry is exactly 0. The gradient must use it.
+        kept = out.numpy() != 0
+        pre = (x.numpy() @ w.numpy()) * kept * 2
+        grad_pre = (1 - np.tanh(pre) ** 2) * kept * 2
+        np.testing.assert_allclose(x.grad.numpy(), grad_pre @ w.numpy().T, rtol=1e-12)
+        np.testing.assert_allclose(w.grad.numpy(), x.numpy().T @ grad_pre, rtol=1e-12)
+    finally:
+        tg.set_default_dtype(tg.float32)
+
+
+def test_advanced_indexing_with_host_indices_checks_bounds_on_the_host_without_a_device_read(fake):
+    x = tg.tensor(np.arange(12.0).reshape(4, 3), device="cuda", requires_grad=True)
+    reads = fake.host_reads
+    picked = x[np.array([0, 3])] + x[[1, 2]]
+    y = tg.zeros(4, device="cuda")
+    y[np.array([1, 3])] = 5.0
+    assert fake.host_reads == reads
+    with pytest.raises(IndexError, match="index 4 is out of range for dim 0 of size 4"):
+        x[np.array([0, 4])]
+    with pytest.raises(IndexError, match="index -5 is out of range"):
+        y[[-5]] = 1.0
+    assert fake.host_reads == reads
+    picked.sum().backward()
+    np.testing.assert_array_equal(y.numpy(), [0, 5, 0, 5])
+
+
+def test_lookups_and_losses_on_gpu_indices_read_nothing_back_per_call(fake):
+    """gather, embedding, cross_entropy and nll_loss check GPU indices without waiting for the GPU."""
+    logits = tg.randn(6, 4, device="cuda", requires_grad=True)
+    targets = tg.tensor([0, 1, 2, 3, 1, 0], device="cuda")
+    table = nn.Embedding(5, 3).to("cuda")
+    reads = fake.host_reads
+    for _ in range(10):
+        loss = F.cross_entropy(logits, targets) + F.nll_loss(logits.log_softmax(1), targets)
+        loss = loss + logits.gather(1, targets.reshape(-1, 1)).sum() + table(targets).sum()
+        picked = logits[targets]
+    assert fake.host_reads == reads, fake.host_read_log[reads:]
+    loss.backward()
+    assert np.isfinite(loss.item()) and picked.shape == (6, 4)
+    assert fake.host_reads == reads + 2  # the pending checks (one transfer), then the loss itself
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda lg, t: F.cross_entropy(lg, t), "cross_entropy: target 7 is out of range for 4 classes"),
+        (lambda lg, t: F.nll_loss(lg, t), "nll_loss: target 7 is out of range"),
+        (lambda lg, t: lg.gather(1, t.reshape(-1, 1)), "gather: index 7 is out of range for dim 1 of size 4"),
+        (lambda lg, t: F.embedding(t, lg), "embedding: index 7 is out of range for a vocabulary of size 6"),
+        (lambda lg, t: lg[t], "index 7 is out of range for dim 0 of size 6"),
+    ],
+)
+def test_a_bad_gpu_index_raises_at_the_next_host_read_naming_the_op(fake, call, message):
+    logits = tg.randn(6, 4, device="cuda")
+    bad = tg.tensor([0, 7, 1, 2, 1, 0], device="cuda")
+    result = call(logits, bad)
+    with pytest.raises(IndexError, match=message):
+        result.sum().item()
+    assert backend._deferred == []  # reported once
+    tg.zeros(1, device="cuda").item()
+    call(logits, bad)
+    with pytest.raises(IndexError, match=message):
+        tg.cuda.synchronize()  # as PyTorch reports device-side asserts
+
+
+def test_ignore_index_targets_are_not_range_checked_on_the_gpu(fake):
+    logits = tg.randn(3, 4, device="cuda", requires_grad=True)
+    loss = F.cross_entropy(logits, tg.tensor([0, -100, 3], device="cuda"))
+    assert np.isfinite(loss.item())
+
+
+def test_tbptt_training_on_the_gpu_reads_nothing_back_per_update(fake):
+    """The trainer keeps each update's loss and gradient norm on the device; they are read when asked."""
+    from tinygrad_rnn.bptt import TBPTTTrainer
+
+    class Model:
+        def __init__(self):
+            self.rnn, self.head = nn.GRU(3, 5).to("cuda"), nn.Linear(5, 4).to("cuda")
+
+        def __call__(self, x, hidden):
+            out, hidden = self.rnn(x, hidden)
+            return self.head(out), hidden
+
+        def parameters(self):
+            return [*self.rnn.parameters(), *self.head.parameters()]
+
+    model = Model()
+    inputs = tg.randn(24, 2, 3, device="cuda")
+    targets = tg.tensor(np.random.default_rng(0).integers(0, 4, (24, 2)), device="cuda")
+    trainer = TBPTTTrainer(model, optim.SGD(model.parameters(), lr=0.1), k1=4, k2=6, clip_norm=1.0)
+    reads = fake.host_reads
+    updates = list(trainer.updates(inputs, targets))
+    assert len(updates) == 6 and fake.host_reads == reads, fake.host_read_log[reads:]
+    losses, norms = trainer.losses, trainer.grad_norms
+    assert fake.host_reads <= reads + 3  # deferred checks, then one transfer each for losses and norms
+    assert len(losses) == len(norms) == 6 and all(np.isfinite(losses)) and all(n > 0 for n in norms)
+    assert updates[0].loss == losses[0]
+
+
+@pytest.mark.parametrize("dtype", [tg.float32, tg.float64, tg.int64, tg.bool_])
+@pytest.mark.parametrize("operand", [2, 0.5, True])
+def test_python_number_operands_give_the_same_dtypes_and_values_on_both_devices(fake, dtype, operand):
+    data = np.array([1, 0, 3]).astype(dtype)
+    results = {}
+    for where in ("cpu", "cuda"):
+        x = tg.tensor(data, device=where)
+        results[where] = [(x * operand), (operand + x), (x - operand)] if dtype != tg.bool_ else [x * operand]
+    for cpu, gpu in zip(results["cpu"], results["cuda"]):
+        assert gpu.dtype == cpu.dtype
+        np.testing.assert_array_equal(gpu.numpy(), cpu.numpy())
+    if dtype.kind == "f":
+        assert {r.dtype for r in results["cuda"]} == {dtype}  # a float tensor keeps its dtype
+
+
+def test_python_number_operands_reuse_one_device_scalar(fake):
+    data = tg.ones(3, device="cuda")._data
+    first = backend.scalar_like(2.0, tg.float32, data)
+    assert backend.scalar_like(2.0, tg.float32, data) is first  # no allocation and fill per operand
+    assert backend.scalar_like(2, tg.float32, data) is not first  # 2 and 2.0 are kept apart
+    assert backend.scalar_like(2.0, tg.float64, data).dtype == tg.float64
+
+
+def test_the_examples_synchronise_and_measure_the_requested_gpu_not_the_current_one(fake):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "examples" / "_common.py"
+    spec = importlib.util.spec_from_file_location("examples_common", path)
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    tg.cuda.set_device(0)
+    common.synchronize("cuda:1")
+    assert fake.synchronized_devices[-1] == 1
+    tg.cuda.set_device(0)
+    _, peak = common.peak_memory(lambda: tg.zeros(1000, dtype=tg.float64, device="cuda:1"), "cuda:1")
+    assert peak >= 8000
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda lg, t: F.cross_entropy(lg, t), "cross_entropy: target 9 is out of range"),
+        (lambda lg, t: lg.gather(1, t.reshape(-1, 1)), "gather: index 9 is out of range"),
+        (lambda lg, t: F.embedding(t, lg), "embedding: index 9 is out of range"),
+        (lambda lg, t: lg[t], "index 9 is out of range for dim 0"),
+    ],
+)
+def test_an_out_of_range_index_is_an_index_error_on_every_device(device, call, message):
+    """On the CPU at the call; on a GPU (CuPy wraps bad indices around) at the next host read."""
+    logits = tg.randn(3, 4, device=device)
+    with pytest.raises(IndexError, match=message):
+        call(logits, tg.tensor([0, 9, 1], device=device)).sum().item()

@@ -156,3 +156,17 @@ def test_kernels_are_built_once_per_definition(monkeypatch):
     assert len(fake.kernels) == 2
     assert [k.calls for k in fake.kernels] == [3, 3]
     assert backend.fused_kernel(np.zeros(2), "T a", "T b", "b = a;", "copy") is None
+
+
+def test_the_stand_in_evaluates_kernel_bodies_with_c_arithmetic(monkeypatch):
+    """`1 / 2` is 0 in C: a kernel that relies on Python's division must fail here as on a GPU."""
+    fake = install(monkeypatch)
+    x = fake.asarray(np.array([2.0, 4.0]))
+    halve_c = fake.ElementwiseKernel("T x", "T y", "y = x * (1 / 2)", "c_integer_division")
+    halve_float = fake.ElementwiseKernel("T x", "T y", "y = x * (1.0 / 2)", "c_float_division")
+    truncated = fake.ElementwiseKernel("T x", "T y", "y = x + (-7 / 2)", "c_truncation")
+    assert backend.to_numpy(halve_c(x)).tolist() == [0.0, 0.0]
+    assert backend.to_numpy(halve_float(x)).tolist() == [1.0, 2.0]
+    assert backend.to_numpy(truncated(x)).tolist() == [-1.0, 1.0]  # -7 / 2 is -3 in C, not -4
+    with pytest.raises(NotImplementedError, match="cannot read"):
+        fake.ElementwiseKernel("T x", "T y", "y = x > 0 ? x : 0", "c_branch")

@@ -14,7 +14,10 @@ code that follows (an optimizer's update) runs on the same GPU.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -23,9 +26,14 @@ _cupy: Any = None
 _cupyx: Any = None  # CuPy's extras (scatter_add lives there), imported with CuPy
 _cupy_error: str | None = None
 _cupy_tried = False
+_cuda_usable: tuple[bool, str] | None = None  # (usable, why not): the cached result of a trial run
+TRIAL_KERNEL = "tinygrad_rnn_cuda_trial"  # the kernel of that trial run: (inputs, outputs, body, name)
+TRIAL_KERNEL_DEFINITION = ("T x", "T y", "y = x * x + 1;", TRIAL_KERNEL)
 
 NUMPY_ARRAY = np.ndarray
-CUDA_INSTALL_HINT = 'install CuPy for CUDA 12 with: pip install -e ".[cuda]"'
+CUDA_INSTALL_HINT = (
+    'install CuPy for CUDA 12 with its CUDA libraries: pip install -e ".[cuda]" (or ".[cuda13]" for CUDA 13)'
+)
 
 
 def _load_cupy() -> Any:
@@ -43,6 +51,18 @@ def _load_cupy() -> Any:
     return _cupy
 
 
+def _loaded_cupy() -> Any:
+    """CuPy when it is imported, by us or by the user; ``None`` otherwise, without importing it.
+
+    A CuPy array can exist only once ``cupy`` is in ``sys.modules``, so asking whether a value is a
+    CuPy array never needs an import, but must not miss an array the user made before any of our
+    code imported CuPy (a fresh process calling ``tg.tensor(cupy_array)``).
+    """
+    if _cupy is None and not _cupy_tried and "cupy" in sys.modules:
+        _load_cupy()
+    return _cupy
+
+
 def cuda_device_count() -> int:
     """Number of CUDA devices CuPy can see; 0 without CuPy or without a GPU."""
     cupy = _load_cupy()
@@ -55,8 +75,38 @@ def cuda_device_count() -> int:
 
 
 def cuda_is_available() -> bool:
-    """True when CuPy imports and at least one GPU is present."""
-    return cuda_device_count() > 0
+    """True when CuPy imports, sees a GPU, and an elementwise kernel and a matrix product run on it.
+
+    CuPy imports and counts GPUs without the CUDA libraries it needs to compute (NVRTC compiles the
+    elementwise kernels, cuBLAS runs matmul), so only a trial run shows that ``"cuda"`` works. It runs
+    once per process, on GPU 0; the reason for a failure is kept for :func:`require_cuda`'s error.
+    """
+    return _cuda_trial()[0]
+
+
+def _cuda_trial() -> tuple[bool, str]:
+    global _cuda_usable
+    if _cuda_usable is None:
+        cupy = _load_cupy()
+        if cupy is None:
+            _cuda_usable = (False, f"CuPy is not installed or failed to import ({_cupy_error})")
+        elif cuda_device_count() == 0:
+            _cuda_usable = (False, "CuPy is installed and found no CUDA GPU on this machine")
+        else:
+            try:
+                with cupy.cuda.Device(0):
+                    a = cupy.arange(4, dtype=cupy.float32).reshape(2, 2)
+                    kernel = cupy.ElementwiseKernel(*TRIAL_KERNEL_DEFINITION)
+                    # One host read, once per process: the kernels must have run, not just queued.
+                    ok = float((kernel(a) @ a).sum()) == 66.0
+                wrong = "a trial kernel on GPU 0 computed a wrong result"
+                _cuda_usable = (True, "") if ok else (False, wrong)
+            except Exception as error:  # a missing libnvrtc/libcublas, a driver too old, ...
+                _cuda_usable = (
+                    False,
+                    f"CuPy found a GPU but could not compute on it ({type(error).__name__}: {error})",
+                )
+    return _cuda_usable
 
 
 class Device:
@@ -149,6 +199,9 @@ def require_cuda(dev: Device) -> Any:
         )
     if dev.index is not None and dev.index >= count:
         raise RuntimeError(f"device {dev} was requested but only {count} CUDA device(s) exist")
+    usable, reason = _cuda_trial()
+    if not usable:
+        raise RuntimeError(f"device {dev} was requested but {reason}; {CUDA_INSTALL_HINT}")
     return cupy
 
 
@@ -165,7 +218,7 @@ def get_array_module(array: Any) -> Any:
         return np
     if isinstance(array, np.ndarray | np.generic):
         return np
-    cupy = _load_cupy()
+    cupy = _loaded_cupy()
     if cupy is not None and isinstance(array, cupy.ndarray):
         return cupy
     return np
@@ -244,10 +297,11 @@ def device_of(array: Any) -> Device:
 
 
 def is_array(value: Any) -> bool:
-    """True for NumPy arrays and NumPy scalars, and for CuPy arrays when CuPy is loaded."""
+    """True for NumPy arrays and NumPy scalars, and for CuPy arrays (CuPy is imported when they exist)."""
     if isinstance(value, np.ndarray | np.generic):
         return True
-    return _cupy is not None and isinstance(value, _cupy.ndarray)
+    cupy = _loaded_cupy()
+    return cupy is not None and isinstance(value, cupy.ndarray)
 
 
 def ensure_array(value: Any) -> Any:
@@ -262,8 +316,10 @@ def to_device(array: Any, dev: Device) -> Any:
     if dev.type == "cpu":
         if isinstance(array, np.ndarray):
             return array
-        if _cupy is not None and isinstance(array, _cupy.ndarray):
-            return _cupy.asnumpy(array)
+        cupy = _loaded_cupy()
+        if cupy is not None and isinstance(array, cupy.ndarray):
+            check_deferred()  # data read on the host must not come from an unchecked bad index
+            return cupy.asnumpy(array)
         return np.asarray(array)
     cupy = use_device(dev)
     if isinstance(array, cupy.ndarray):
@@ -290,7 +346,7 @@ def follow_device(array: Any) -> None:
     array code that follows an op (an optimizer's update, buffers made with ``zeros_like``) lands on
     the same GPU. A no-op for NumPy arrays and when the GPU is already current.
     """
-    if _cupy is None or isinstance(array, np.ndarray | np.generic):
+    if isinstance(array, np.ndarray | np.generic) or _loaded_cupy() is None:
         return
     index = array.device.id
     if index != _cupy.cuda.runtime.getDevice():
@@ -300,7 +356,7 @@ def follow_device(array: Any) -> None:
 def device_guard(array: Any) -> Any:
     """For a CuPy array on a GPU other than CuPy's current one, a context that makes its GPU current
     for a block (CuPy allocates results there); ``None`` otherwise."""
-    if _cupy is None or isinstance(array, np.ndarray | np.generic):
+    if isinstance(array, np.ndarray | np.generic) or _loaded_cupy() is None:
         return None
     index = array.device.id
     if index == _cupy.cuda.runtime.getDevice():
@@ -308,12 +364,29 @@ def device_guard(array: Any) -> Any:
     return _cupy.cuda.Device(index)
 
 
+_constants: dict[tuple, Any] = {}
+_MAX_CONSTANTS = 512
+
+
 def scalar_like(value: Any, dtype: Any, array: Any) -> Any:
-    """A 0-d array holding ``value`` on the device of ``array`` (an operand such as the 2 in ``x * 2``)."""
+    """A 0-d array holding ``value`` on the device of ``array`` (an operand such as the 2 in ``x * 2``).
+
+    Read-only: on a GPU the array is shared between calls with the same value, dtype and device, so
+    ``x * 2`` in a loop allocates and fills a device scalar once rather than at every step (on NumPy a
+    0-d array costs less than the lookup). Ops never write into their inputs, so sharing is safe.
+    """
     if isinstance(array, np.ndarray | np.generic):
         return np.asarray(value, dtype=dtype)
     follow_device(array)
-    return _cupy.asarray(value, dtype=dtype)
+    dtype = np.dtype(dtype)
+    # type(value) is part of the key: True == 1 == 1.0 must not share one cached array
+    key = (type(value), value, dtype, array.device.id)
+    constant = _constants.get(key)
+    if constant is None:
+        if len(_constants) >= _MAX_CONSTANTS:
+            _constants.clear()
+        constant = _constants[key] = _cupy.asarray(value, dtype=dtype)
+    return constant
 
 
 def to_numpy(array: Any) -> Any:
@@ -327,6 +400,70 @@ def scatter_add(target: Any, indices: Any, values: Any) -> None:
         np.add.at(target, indices, values)
     else:
         _cupyx.scatter_add(target, indices, values)
+
+
+# ---- index checks without a host read on a GPU ----------------------------------------------------------
+#
+# Checking that device-resident indices are in range takes a reduction and a read of its result on the
+# host, which waits for every kernel queued before it. Done per call (an embedding lookup, a loss), that
+# serialises the GPU with Python. So indices that live on a GPU are checked *later*, as PyTorch's CUDA
+# kernels do with device-side asserts: the reductions are queued now, and their results are read, all in
+# one transfer, at the next point where data reaches the host anyway (``Tensor.item``, ``.numpy()``,
+# ``to("cpu")``, ``tg.cuda.synchronize``), or once ``_MAX_DEFERRED`` checks have piled up. CuPy wraps
+# out-of-range indices around rather than faulting, so nothing crashes in between, and no value computed
+# from a bad index reaches the host without the error. Host indices are checked at once, on the host.
+
+_deferred: list[tuple[Any, Any, Callable[[int], BaseException]]] = []
+_MAX_DEFERRED = 64
+
+
+def check_index_range(
+    indices: Any, low: int, high: int, error: Callable[[int], BaseException], ignore: int | None = None
+) -> None:
+    """Raise ``error(bad)`` for an index outside ``[low, high)`` (entries equal to ``ignore`` exempt).
+
+    Host (NumPy) indices are checked now; GPU indices later, without a host read per call (see above).
+    """
+    if not indices.size:
+        return
+    xp = get_array_module(indices)
+    if ignore is not None:
+        # In-range stand-in for the exempt entries, so min and max see only the checked ones.
+        indices = xp.where(indices == ignore, low, indices)
+    if xp is np:
+        smallest, largest = int(indices.min()), int(indices.max())
+        if smallest < low or largest >= high:
+            raise error(smallest if smallest < low else largest)
+        return
+    with device_guard(indices) or contextlib.nullcontext():
+        extremes = xp.stack([indices.min(), indices.max()]).astype(np.int64)
+    _deferred.append((extremes, (low, high), error))
+    if len(_deferred) >= _MAX_DEFERRED:
+        check_deferred()
+
+
+def check_deferred() -> None:
+    """Read the results of the queued GPU index checks (one transfer per GPU) and raise the first failure."""
+    if not _deferred:
+        return
+    pending = list(_deferred)
+    _deferred.clear()
+    by_device: dict[int, list] = {}
+    for entry in pending:
+        by_device.setdefault(entry[0].device.id, []).append(entry)
+    for index, entries in by_device.items():
+        with _cupy.cuda.Device(index):
+            values = _cupy.asnumpy(_cupy.stack([extremes for extremes, _, _ in entries]))
+        for (smallest, largest), (_, (low, high), error) in zip(values.tolist(), entries):
+            if smallest < low or largest >= high:
+                raise error(smallest if smallest < low else largest)
+
+
+def host_item(array: Any) -> Any:
+    """The Python number held by a one-element array (a host read on a GPU, after the deferred checks)."""
+    if type(array) is not np.ndarray:
+        check_deferred()
+    return array.reshape(()).item()
 
 
 # ---- .npz files (for serialization.py; never pickle) -----------------------------------------------
@@ -478,6 +615,7 @@ def manual_seed(seed: int) -> None:
         raise TypeError(f"manual_seed: seed must be an int, got {seed!r}")
     _seed = int(seed)
     _generators.clear()
+    _fork_counts.clear()
 
 
 def generator(dev: Device) -> Any:
@@ -524,12 +662,57 @@ def _use_if_gpu(dev: Device) -> None:
         use_device(dev)
 
 
+_fork_counts: dict[Device, int] = {}
+
+
+def generator_fork(dev: Device) -> Any:
+    """A token from which :func:`generator_rewound` replays the draws ``dev``'s generator makes next.
+
+    NumPy's generator state is a host value that can be read and set. CuPy's cannot be set (its
+    ``bit_generator.state`` is a method returning a device pointer), so on a GPU the device gets a
+    fresh generator here, seeded on the host from the manual seed and a counter (no host read of the
+    device), and the token is that seed: the draws after a fork are reproducible from it, and after
+    ``manual_seed`` the same sequence of forks gives the same streams.
+    """
+    gen = generator(dev)
+    if dev.type == "cpu":
+        return gen.bit_generator.state
+    count = _fork_counts.get(dev, 0)
+    _fork_counts[dev] = count + 1
+    entropy = None if _seed is None else [_seed, 1 + (dev.index or 0), count]
+    seed = int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)  # fits an int64
+    _generators[dev] = use_device(dev).random.default_rng(seed)
+    return seed
+
+
+@contextlib.contextmanager
+def generator_rewound(dev: Device, token: Any) -> Iterator[None]:
+    """Draws on ``dev`` inside the block repeat those made after :func:`generator_fork` gave ``token``;
+    afterwards the device's generator is the one from before the block, where it was."""
+    previous = generator(dev)
+    if dev.type == "cpu":
+        current = previous.bit_generator.state
+        previous.bit_generator.state = token
+        try:
+            yield
+        finally:
+            previous.bit_generator.state = current
+        return
+    _generators[dev] = use_device(dev).random.default_rng(token)
+    try:
+        yield
+    finally:
+        _generators[dev] = previous
+
+
 # ---- CUDA utilities: synchronisation, names, fused elementwise kernels --------------------------------
 
 
 def cuda_synchronize(dev: Device) -> None:
-    """Wait until every kernel queued on ``dev`` has finished (what a GPU timing must do)."""
+    """Wait until every kernel queued on ``dev`` has finished (what a GPU timing must do); then raise
+    the error of any deferred index check that failed, as PyTorch reports device-side asserts here."""
     require_cuda(dev).cuda.Device(dev.index).synchronize()
+    check_deferred()
 
 
 def cuda_current_device() -> int:
@@ -560,7 +743,7 @@ def fused_kernel(array: Any, in_params: str, out_params: str, operation: str, na
     ``operation`` is the C body applied to every element; the callers in ``fused_ops.py`` keep it to
     declarations and assignments of arithmetic, ``exp`` and ``tanh``.
     """
-    if isinstance(array, np.ndarray | np.generic) or _cupy is None:
+    if isinstance(array, np.ndarray | np.generic) or _loaded_cupy() is None:
         return None
     key = (in_params, out_params, operation, name)
     kernel = _kernels.get(key)

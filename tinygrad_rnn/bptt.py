@@ -38,7 +38,6 @@ from .tensor import Tensor
 SEMANTICS = ("window", "per_loss")
 
 
-@dataclass
 class Update:
     """What ``TBPTT.updates`` yields after each backward pass (the gradients are in ``.grad``).
 
@@ -47,16 +46,41 @@ class Update:
         start, stop: the block's steps as a slice of the time axis, ``inputs[start:stop]`` (steps
             start+1 … stop in the 1-based notation of the docs).
         reach: the earliest time index the backward pass reached (the first cut of the update).
-        loss: the block's loss, ``loss_fn(outputs[start:stop], targets[start:stop])``, as a float.
+        loss: the block's loss, ``loss_fn(outputs[start:stop], targets[start:stop])``, as a float. It is
+            read from the device when first asked for (on a GPU a read waits for the queued kernels, so
+            a loop that never looks at it never waits); ``loss_tensor`` is the same value, detached.
         hidden: the state after step ``stop``, detached.
     """
 
-    index: int
-    start: int
-    stop: int
-    reach: int
-    loss: float
-    hidden: Any
+    __slots__ = ("_loss", "hidden", "index", "loss_tensor", "reach", "start", "stop")
+
+    def __init__(self, index: int, start: int, stop: int, reach: int, loss_tensor: Tensor, hidden: Any):
+        self.index, self.start, self.stop, self.reach = index, start, stop, reach
+        self.loss_tensor, self.hidden = loss_tensor, hidden
+        self._loss: float | None = None
+
+    @property
+    def loss(self) -> float:
+        if self._loss is None:
+            self._loss = float(self.loss_tensor.item())
+        return self._loss
+
+    def __repr__(self) -> str:
+        return f"Update(index={self.index}, start={self.start}, stop={self.stop}, reach={self.reach})"
+
+
+def _as_floats(values: list) -> list[float]:
+    """Floats for a list of floats and 0-d tensors, reading the tensors from the device in one transfer."""
+    positions = [i for i, v in enumerate(values) if isinstance(v, Tensor)]
+    by_device: dict = {}
+    for i in positions:
+        by_device.setdefault(values[i].device, []).append(i)
+    for indices in by_device.values():
+        arrays = [values[i]._data.reshape(()) for i in indices]
+        read = backend.to_numpy(backend.get_array_module(arrays[0]).stack(arrays))
+        for i, value in zip(indices, read.tolist()):
+            values[i] = float(value)
+    return values
 
 
 def detach_hidden(hidden: Any) -> Any:
@@ -179,7 +203,7 @@ class TBPTT:
         outputs, _ = self._run(states, reach, stop, cuts=(), record={following, stop}, keep_from=start)
         loss = self.loss_fn(outputs, block_targets)
         self._backward(loss)
-        return float(loss.item()), reach
+        return loss.detach(), reach
 
     def _per_loss(self, states: dict, start: int, stop: int, steps: int, block_targets: Tensor) -> tuple:
         k2, time_dim = self.k2, self._time_dim
@@ -207,7 +231,7 @@ class TBPTT:
             owned_set = set(owned)
             mask = Tensor([s in owned_set for s in range(start + 1, stop + 1)], device=reference.device)
             self._backward(self.loss_fn(where(mask.reshape(*mask_shape), outputs, reference), block_targets))
-        return float(loss.item()), min(firsts)
+        return loss.detach(), min(firsts)
 
     def _groups(self, start: int, stop: int) -> list[list[int]]:
         """The block's losses grouped so that one graph serves a group: L_s with s <= k2 reach h_0 and
@@ -264,7 +288,7 @@ class TBPTT:
         outputs = pieces[0] if len(pieces) == 1 else cat(pieces, dim=time_dim)
         loss = self.loss_fn(outputs, block_targets)
         self._backward(loss)
-        return float(loss.item()), reach
+        return loss.detach(), reach
 
     # ---- running the model -------------------------------------------------------------------------
 
@@ -377,8 +401,19 @@ class TBPTTTrainer:
         self.model, self.optimizer, self.clip_norm = model, optimizer, clip_norm
         self.driver = TBPTT(model, loss_fn or _loss_cross_entropy, k1, k2, semantics, batch_first)
         self.carry_hidden = carry_hidden
-        self.losses: list[float] = []  # the loss of every update, across epochs
-        self.grad_norms: list[float] = []  # the gradient norm before clipping, when clipping
+        # Floats, or 0-d tensors not read from the device yet: a GPU loop does not wait per update.
+        self._losses: list = []
+        self._grad_norms: list = []
+
+    @property
+    def losses(self) -> list[float]:
+        """The loss of every update, across epochs (read from the device in one transfer when asked)."""
+        return _as_floats(self._losses)
+
+    @property
+    def grad_norms(self) -> list[float]:
+        """The gradient norm before clipping of every update, when clipping."""
+        return _as_floats(self._grad_norms)
 
     def updates(self, inputs: Tensor, targets: Tensor, hidden: Any = None) -> Iterator[Update]:
         """Train on one stream, yielding after each optimizer step (clip, then ``optimizer.step()``).
@@ -389,9 +424,9 @@ class TBPTTTrainer:
         parameters = list(self.model.parameters())
         for update in self.driver.updates(inputs, targets, hidden):
             if self.clip_norm is not None:
-                self.grad_norms.append(float(clip_grad_norm_(parameters, self.clip_norm).item()))
+                self._grad_norms.append(clip_grad_norm_(parameters, self.clip_norm))
             self.optimizer.step()
-            self.losses.append(update.loss)
+            self._losses.append(update.loss_tensor)
             yield update
 
     def train_epoch(self, batches: Iterable[tuple[Tensor, Tensor]]) -> float:
@@ -400,10 +435,11 @@ class TBPTTTrainer:
         hidden = None
         for inputs, targets in batches:
             start = hidden if self.carry_hidden else None
-            losses.extend(update.loss for update in self.updates(inputs, targets, start))
+            losses.extend(update.loss_tensor for update in self.updates(inputs, targets, start))
             hidden = self.driver.hidden
         if not losses:
             raise ValueError("TBPTTTrainer.train_epoch: no batches")
+        losses = _as_floats(losses)  # one read for the epoch
         return sum(losses) / len(losses)
 
 

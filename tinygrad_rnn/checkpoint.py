@@ -22,6 +22,7 @@ the recomputation: the generators of the inputs' devices are rewound to where th
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -280,29 +281,22 @@ def _closed_over_leaves(outputs: tuple, inputs: list) -> list:
 
 
 def _rng_snapshot(tensors: list) -> list:
-    """(generator, state) for the random generator of every device the inputs live on."""
+    """(device, token) for the random generator of every device the inputs live on (see
+    ``backend.generator_fork``: on a GPU the generator's state cannot be read back, so it is forked)."""
     devices = {t.device for t in tensors} or {backend.get_default_device()}
-    snapshot = []
-    for dev in devices:
-        gen = backend.generator(dev)
-        try:
-            snapshot.append((gen, gen.bit_generator.state))
-        except (AttributeError, NotImplementedError, TypeError):
-            continue  # a generator whose state cannot be read: the recomputation draws fresh numbers
-    return snapshot
+    return [(dev, backend.generator_fork(dev)) for dev in devices]
 
 
 class _rewound:
-    """Set the generators back to a snapshot for the block, then restore where they were."""
+    """Replay the generators from a snapshot for the block, then put back the ones that were current."""
 
     def __init__(self, snapshot: list | None) -> None:
+        self.stack = contextlib.ExitStack()
         self.snapshot = snapshot or []
 
     def __enter__(self) -> None:
-        self.current = [(gen, gen.bit_generator.state) for gen, _ in self.snapshot]
-        for gen, state in self.snapshot:
-            gen.bit_generator.state = state
+        for dev, token in self.snapshot:
+            self.stack.enter_context(backend.generator_rewound(dev, token))
 
     def __exit__(self, *exc: Any) -> None:
-        for gen, state in self.current:
-            gen.bit_generator.state = state
+        self.stack.close()

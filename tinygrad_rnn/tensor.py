@@ -158,7 +158,7 @@ class Tensor(InPlaceMethods, TensorMethods):
         """The value of a one-element tensor as a Python number."""
         if self._data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self._data.reshape(()).item()
+        return backend.host_item(self._data)
 
     def tolist(self) -> Any:
         """The data as (nested) Python lists."""
@@ -220,7 +220,7 @@ class Tensor(InPlaceMethods, TensorMethods):
                     f"backward() without a gradient needs a one-element (scalar) output, got shape "
                     f"{self.shape}; reduce it (e.g. loss.sum()) or pass gradient= of that shape"
                 )
-            grad = backend.scalar_like(1, self.dtype, self._data).reshape(self._data.shape)
+            grad = self._xp.ones(self._data.shape, dtype=self.dtype)  # a fresh seed: backward may add into it
         else:
             grad = gradient._data if isinstance(gradient, Tensor) else gradient
             grad = backend.as_array(grad, self.dtype, self.device, copy=False)
@@ -775,8 +775,11 @@ class Tensor(InPlaceMethods, TensorMethods):
         if index.ndim != self.ndim:
             raise ValueError(f"gather: index has {index.ndim} dims, input has {self.ndim} ({self.shape})")
         size = self.shape[axis]
-        if index.numel() and (int(index._data.min()) < -size or int(index._data.max()) >= size):
-            raise IndexError(f"gather: index out of range for dim {dim} of size {size}")
+
+        def error(bad: int) -> IndexError:
+            return IndexError(f"gather: index {bad} is out of range for dim {dim} of size {size}")
+
+        backend.check_index_range(index._data, -size, size, error)  # on a GPU: no host read per call
         return ops.Gather.apply(self, index, dim=axis)
 
     def split(self, split_size_or_sections: int | Sequence[int], dim: int = 0) -> tuple[Tensor, ...]:
@@ -894,20 +897,24 @@ def _check_matmul(a: tuple, b: tuple) -> None:
 
 
 def _index_arg(index: Any, t: Tensor) -> Any:
-    """Turn tensors inside an index into backend arrays, and check integer indices are in range."""
+    """Turn tensors inside an index into backend arrays, and check integer indices are in range.
+
+    Host index arrays (lists, NumPy arrays) are checked on the host before they are uploaded to a GPU
+    tensor's device; indices already on a GPU are checked there without a host read (see
+    ``backend.check_index_range``).
+    """
     items = index if isinstance(index, tuple) else (index,)
     converted = []
-    on_cpu = type(t._data) is backend.NUMPY_ARRAY
     for item in items:
         if isinstance(item, Tensor):
             item = item._data
         elif isinstance(item, list):
-            item = backend.as_array(item, None, t.device, copy=False)
-        if not on_cpu and backend.is_array(item):
-            # As in PyTorch, a GPU tensor takes index arrays from the host (CuPy would refuse them).
-            item = backend.to_device(item, t.device)
+            item = backend.as_array(item, None, backend.CPU, copy=False)
         converted.append(item)
     _check_index_range(converted, t.shape)
+    if type(t._data) is not backend.NUMPY_ARRAY:
+        # As in PyTorch, a GPU tensor takes index arrays from the host (CuPy would refuse them).
+        converted = [backend.to_device(i, t.device) if backend.is_array(i) else i for i in converted]
     return tuple(converted) if isinstance(index, tuple) else converted[0]
 
 
@@ -932,11 +939,13 @@ def _check_index_range(items: list, shape: tuple) -> None:
                 raise IndexError(
                     f"index {item} is out of range for dim {axis} of size {size} (shape {shape})"
                 )
-        elif backend.is_array(item) and item.dtype.kind in "iu" and item.size:
-            low, high = int(item.min()), int(item.max())
-            if low < -size or high >= size:
-                bad = high if high >= size else low
-                raise IndexError(f"index {bad} is out of range for dim {axis} of size {size} (shape {shape})")
+        elif backend.is_array(item) and item.dtype.kind in "iu":
+
+            def error(bad: int, axis: int = axis, size: int = size) -> IndexError:
+                message = f"index {bad} is out of range for dim {axis} of size {size} (shape {shape})"
+                return IndexError(message)
+
+            backend.check_index_range(item, -size, size, error)
         elif backend.is_array(item) and item.dtype.kind == "b":
             axis += item.ndim
             continue

@@ -82,15 +82,14 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> 
             raise ValueError(f"embedding: padding_idx={padding_idx} is out of range for {size} embeddings")
         padding_idx %= size
     indices = input._data
-    if indices.size:
-        with _current(indices):
-            low, high = int(indices.min()), int(indices.max())
-        if low < 0 or high >= size:
-            bad = low if low < 0 else high
-            raise IndexError(
-                f"embedding: index {bad} is out of range for a vocabulary of size {size} "
-                f"(indices must be in [0, {size - 1}])"
-            )
+
+    def error(bad: int) -> IndexError:
+        return IndexError(
+            f"embedding: index {bad} is out of range for a vocabulary of size {size} "
+            f"(indices must be in [0, {size - 1}])"
+        )
+
+    backend.check_index_range(indices, 0, size, error)  # on a GPU: checked without a host read per call
     if input.device != weight.device:
         raise RuntimeError(f"embedding: input is on {input.device} but weight is on {weight.device}")
     return ops.Embedding.apply(weight, indices=indices, padding_idx=padding_idx)
@@ -220,15 +219,15 @@ def _class_target(name: str, input: Tensor, target: Any, ignore_index: int) -> T
     if target.device != input.device:
         raise RuntimeError(f"{name}: input is on {input.device} but target is on {target.device}")
     classes = input.shape[0] if input.ndim == 1 else input.shape[1]
-    data = target._data
-    with _current(data):
-        bad = ((data < 0) | (data >= classes)) & (data != ignore_index)
-        value = int(data[bad].reshape(-1)[0]) if bool(bad.any()) else None
-    if value is not None:
-        raise IndexError(
-            f"{name}: target {value} is out of range for {classes} classes "
+
+    def error(bad: int) -> IndexError:
+        return IndexError(
+            f"{name}: target {bad} is out of range for {classes} classes "
             f"(expected values in [0, {classes - 1}] or ignore_index={ignore_index})"
         )
+
+    # On a GPU: checked without a host read per call (see backend.check_index_range).
+    backend.check_index_range(target._data, 0, classes, error, ignore=ignore_index)
     return target
 
 
