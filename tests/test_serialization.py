@@ -390,3 +390,13 @@ def test_load_refuses_a_map_location_that_is_not_a_device():
         tg.load(io.BytesIO(), map_location="gpu")
     with pytest.raises(TypeError, match="map_location"):
         tg.load(io.BytesIO(), map_location=3.5)
+
+
+def test_a_pytorch_checkpoint_is_refused_with_the_way_to_convert_it(tmp_path):
+    # torch.save's format: a zip archive whose object tree is the pickle data.pkl.
+    checkpoint = tmp_path / "model.pt"
+    with zipfile.ZipFile(checkpoint, "w") as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("model/data/0", bytes(16))
+    with pytest.raises(ValueError, match=r"model\.pt.*PyTorch checkpoint.*tinygrad_rnn\.save\("):
+        tg.load(checkpoint)

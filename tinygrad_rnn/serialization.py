@@ -236,6 +236,15 @@ def load(f: str | os.PathLike | Any, map_location: Any = None, *, weights_only: 
             ) from None
         raise ValueError(f"load: {path!r} is not a readable .npz file ({error})") from None
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, NotImplementedError) as error:
+        if isinstance(error, KeyError) and "data.pkl" in str(error):
+            # torch.save writes a zip archive whose tree is a pickle (data.pkl); it reaches here as a
+            # member that is not an array.
+            raise ValueError(
+                f"load: {path!r} is a PyTorch checkpoint (a zip archive of pickled objects), which cannot "
+                "be read without unpickling; convert it once where PyTorch is installed: "
+                "tinygrad_rnn.save({k: v.numpy() for k, v in torch.load(f).items()}, path), then "
+                "model.load_state_dict(tinygrad_rnn.load(path))"
+            ) from None
         # NotImplementedError: zipfile's answer to a damaged version or compression field.
         raise ValueError(
             f"load: {path!r} is truncated or corrupted ({type(error).__name__}: {error})"
