@@ -94,14 +94,18 @@ def test_softmax_and_log_softmax_modules_use_their_dim():
     assert tg.gradcheck(nn.LogSoftmax(dim=1), [x])
 
 
-def test_inplace_writes_the_result_into_the_input_or_refuses_when_it_needs_a_gradient():
+def test_inplace_writes_the_result_into_the_input_on_the_tape_and_refuses_a_leaf():
     x = tg.tensor([-1.0, 2.0])
     out = nn.LeakyReLU(0.5, inplace=True)(x)
     assert out is x
     np.testing.assert_array_equal(x.numpy(), [-0.5, 2.0])
     y = tg.tensor([-1.0, 2.0], requires_grad=True)
-    with pytest.raises(RuntimeError, match="in place"):
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
         F.elu(y, inplace=True)
+    # On an interior tensor the write is recorded on the tape, so the gradient is the out-of-place one.
+    z = y * 1.0
+    F.leaky_relu(z, 0.5, inplace=True).sum().backward()
+    np.testing.assert_array_equal(y.grad.numpy(), [0.5, 1.0])
 
 
 # ---- LayerNorm -------------------------------------------------------------------------------------------
