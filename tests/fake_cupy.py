@@ -43,12 +43,12 @@ FUNCTIONS = frozenset(
     """abs absolute add all allclose amax amin any arange argmax argmin argsort array_equal array_split
     ascontiguousarray broadcast_arrays broadcast_to ceil clip concatenate copyto cos
     count_nonzero cumprod cumsum diag diagonal divide dot einsum empty empty_like equal exp
-    expand_dims expm1 eye flip floor full full_like greater greater_equal isclose isfinite isinf
+    expand_dims expm1 eye flip floor fmod full full_like greater greater_equal isclose isfinite isinf
     isnan less less_equal linspace log log1p logaddexp logical_and logical_not logical_or matmul
-    max maximum may_share_memory mean min minimum moveaxis multiply negative nonzero not_equal
+    max maximum may_share_memory mean min minimum mod moveaxis multiply negative nonzero not_equal
     ones ones_like outer power prod ravel reciprocal repeat reshape round sign sin sort split
     sqrt square squeeze stack std subtract sum swapaxes take take_along_axis tanh tensordot tile
-    transpose tril triu true_divide var where zeros zeros_like""".split()  # noqa: SIM905
+    transpose tril triu true_divide trunc var where zeros zeros_like""".split()  # noqa: SIM905
 )
 # Constants and dtype helpers, passed through unchanged.
 CONSTANTS = frozenset(

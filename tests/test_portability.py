@@ -182,6 +182,14 @@ CASES = {
         lambda d: [_leaf(d, 5, low=0.05, high=0.95), _leaf(d, 5, low=0.0, high=1.0, seed=1)],
         lambda p, t: F.binary_cross_entropy(p, t, reduction="none"),
     ),
+    # Products, log1p and remainders (math_ops)
+    "Log1p": (lambda d: [_leaf(d, 3, 4, low=-0.5)], lambda a: a.log1p()),
+    "Prod": (lambda d: [_leaf(d, 3, 4)], lambda a: a.prod(1) + a.prod()),
+    "CumProd": (lambda d: [_leaf(d, 3, 4)], lambda a: a.cumprod(1)),
+    "Remainder": (
+        lambda d: [_leaf(d, 3, 4), _leaf(d, 4, low=0.5, seed=1)],
+        lambda a, b: a.fmod(b) + a.remainder(b) + a % 0.7,
+    ),
 }
 RANDOM_CASES = {"Dropout": (lambda d: [_leaf(d, 50)], lambda a: tg.dropout(a, p=0.4))}
 

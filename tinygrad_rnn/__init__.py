@@ -154,3 +154,54 @@ from .functions import (  # noqa: E402
     triu,
 )
 from .legacy import BoolTensor, DoubleTensor, FloatTensor, IntTensor, LongTensor  # noqa: E402
+
+# isort: split
+# More of the everyday surface: elementwise math, products, index queries, utilities (issue 11, item 5)
+from .toplevel import (  # noqa: E402
+    Size,
+    allclose,
+    argwhere,
+    as_tensor,
+    bernoulli,
+    ceil,
+    clone,
+    cumprod,
+    diag,
+    diagonal,
+    dot,
+    finfo,
+    fmod,
+    get_num_threads,
+    iinfo,
+    index_fill,
+    inference_mode,
+    is_floating_point,
+    is_inference_mode_enabled,
+    isclose,
+    isfinite,
+    isinf,
+    isnan,
+    log1p,
+    logical_and,
+    logical_not,
+    logical_or,
+    logical_xor,
+    nonzero,
+    outer,
+    prod,
+    reciprocal,
+    remainder,
+    repeat_interleave,
+    rsqrt,
+    set_num_threads,
+    square,
+    std,
+    trunc,
+    unflatten,
+    unique,
+    var,
+)
+
+uint8 = backend.as_dtype("uint8")
+int16 = backend.as_dtype("int16")
+short = int16

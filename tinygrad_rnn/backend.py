@@ -532,6 +532,16 @@ def as_dtype(dtype: Any) -> Any:
         raise TypeError(f"not a dtype: {dtype!r}") from error
 
 
+def finfo(dtype: Any) -> Any:
+    """Machine limits of a floating dtype (NumPy's ``finfo``: eps, max, min, tiny, bits, resolution)."""
+    return np.finfo(dtype)
+
+
+def iinfo(dtype: Any) -> Any:
+    """Limits of an integer dtype (NumPy's ``iinfo``: max, min, bits); bool counts as 0..1."""
+    return np.iinfo(np.uint8 if np.dtype(dtype).kind == "b" else dtype)
+
+
 def get_default_dtype() -> Any:
     return _default_dtype
 

@@ -1,4 +1,5 @@
-"""Arithmetic ops beyond the basic set: ``Sin``, ``Cos``, ``CumSum``, ``VectorNorm`` and ``Einsum``.
+"""Arithmetic ops beyond the basic set: ``Sin``, ``Cos``, ``CumSum``, ``VectorNorm``, ``Einsum``, ``Log1p``,
+``Prod``, ``CumProd`` and ``Remainder``.
 
 Part of the op set that ``tinygrad_rnn.ops`` gathers; see its docstring for the conventions.
 """
@@ -110,3 +111,89 @@ class Einsum(Function):
             full = partial.reshape(shape)
             grads.append(xp.broadcast_to(full, tuple(ctx.sizes[letter] for letter in sub)))
         return tuple(grads)
+
+
+class Log1p(Function):
+    """out = log(1 + x), accurate for small x;  dx = g / (1 + x)."""
+
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).log1p(x)
+
+    def backward(ctx, g):
+        return g / (1 + ctx.saved[0])
+
+
+def _exclusive_products(x, axis):
+    """(left, right): the products of the elements strictly before and strictly after each position
+    along ``axis``, built from running products so that zeros in ``x`` need no division."""
+    xp = xp_of(x)
+    ones_shape = list(x.shape)
+    ones_shape[axis] = 1
+    ones = xp.ones(ones_shape, dtype=x.dtype)
+    head = xp.take(x, xp.arange(x.shape[axis] - 1), axis=axis)
+    left = xp.cumprod(xp.concatenate([ones, head], axis=axis), axis=axis)
+    tail = xp.flip(xp.take(x, xp.arange(1, x.shape[axis]), axis=axis), axis=axis)
+    right = xp.flip(xp.cumprod(xp.concatenate([ones, tail], axis=axis), axis=axis), axis=axis)
+    return left, right
+
+
+class Prod(Function):
+    """out = Π x along ``dim``;  dx_j = g · Π_{k≠j} x_k (the product of all the others, exact when some
+    x_k are zero)."""
+
+    def forward(ctx, x, dim, keepdim):
+        ctx.dim, ctx.keepdim = dim, keepdim
+        ctx.save_for_backward(x)
+        return xp_of(x).prod(x, axis=dim, keepdims=keepdim)
+
+    def backward(ctx, g):
+        (x,) = ctx.saved
+        xp = xp_of(g)
+        if not ctx.keepdim:
+            g = xp.expand_dims(g, ctx.dim)
+        left, right = _exclusive_products(x, ctx.dim)
+        return g * left * right
+
+
+class CumProd(Function):
+    """out_i = Π_{k≤i} x_k along ``dim``;  dx_j = Σ_{i≥j} g_i Π_{k≤i, k≠j} x_k, which is
+    Σ_{i≥j} g_i out_i / x_j when no x is zero (the fast form) and is computed term by term otherwise."""
+
+    def forward(ctx, x, dim):
+        ctx.dim = dim
+        out = xp_of(x).cumprod(x, axis=dim)
+        ctx.save_for_backward(x, out)
+        return out
+
+    def backward(ctx, g):
+        x, out = ctx.saved
+        xp = xp_of(g)
+        dim = ctx.dim
+        if bool((x != 0).all()):
+            weighted = xp.flip(xp.cumsum(xp.flip(g * out, axis=dim), axis=dim), axis=dim)
+            return weighted / x
+        moved_x, moved_g = xp.moveaxis(x, dim, -1), xp.moveaxis(g, dim, -1)
+        grad = xp.zeros_like(moved_x)
+        for j in range(moved_x.shape[-1]):
+            others = moved_x.copy()
+            others[..., j] = 1
+            running = xp.cumprod(others, axis=-1)
+            grad[..., j] = (moved_g[..., j:] * running[..., j:]).sum(axis=-1)
+        return xp.moveaxis(grad, -1, dim)
+
+
+class Remainder(Function):
+    """out = a - q·b with q = trunc(a / b) (``fmod``, sign of a) or floor(a / b) (``remainder``, sign of
+    b);  da = g, db = -g·q (q is piecewise constant)."""
+
+    def forward(ctx, a, b, floor):
+        xp = xp_of(a)
+        out = xp.mod(a, b) if floor else xp.fmod(a, b)
+        ctx.save_for_backward(xp.round((a - out) / b))
+        return out
+
+    def backward(ctx, g):
+        grad_a = g if ctx.needs_input_grad[0] else None
+        grad_b = -g * ctx.saved[0] if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b

@@ -595,7 +595,11 @@ from .index_ops import IndexPut as IndexPut  # noqa: E402
 from .index_ops import Scatter as Scatter  # noqa: E402
 from .index_ops import ViewOf as ViewOf  # noqa: E402
 from .math_ops import Cos as Cos  # noqa: E402
+from .math_ops import CumProd as CumProd  # noqa: E402
 from .math_ops import CumSum as CumSum  # noqa: E402
 from .math_ops import Einsum as Einsum  # noqa: E402
+from .math_ops import Log1p as Log1p  # noqa: E402
+from .math_ops import Prod as Prod  # noqa: E402
+from .math_ops import Remainder as Remainder  # noqa: E402
 from .math_ops import Sin as Sin  # noqa: E402
 from .math_ops import VectorNorm as VectorNorm  # noqa: E402

@@ -15,13 +15,15 @@ from typing import Any
 from . import autograd, backend, inplace, ops
 from .autograd import Function
 from .inplace import InPlaceMethods
+from .pointwise_methods import PointwiseMethods
+from .structure_methods import StructureMethods
 from .tensor_methods import TensorMethods
 
 Number = int | float
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 
-class Tensor(InPlaceMethods, TensorMethods):
+class Tensor(InPlaceMethods, TensorMethods, PointwiseMethods, StructureMethods):
     """A multi-dimensional array that records the ops applied to it, for reverse-mode autodiff.
 
     ``Tensor(data, dtype=None, device=None, requires_grad=False)`` copies ``data`` (a number, a

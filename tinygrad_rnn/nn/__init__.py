@@ -30,3 +30,9 @@ from .transformer import (
     TransformerEncoder,
     TransformerEncoderLayer,
 )
+
+# isort: split
+# More activations, parameter containers and the module-level hook handle
+from .activation import Hardtanh, LogSigmoid, PReLU, ReLU6, SiLU, Softsign, Unflatten
+from .containers import ParameterDict, ParameterList
+from .module import RemovableHandle

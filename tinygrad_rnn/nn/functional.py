@@ -651,3 +651,15 @@ def scaled_dot_product_attention(
 
 # isort: split
 from ..functions import one_hot as one_hot  # noqa: E402
+
+# isort: split
+# More functional forms: padding, normalisation, cosine similarity, activations (more_functional.py)
+from .more_functional import cosine_similarity as cosine_similarity  # noqa: E402
+from .more_functional import hardtanh as hardtanh  # noqa: E402
+from .more_functional import logsigmoid as logsigmoid  # noqa: E402
+from .more_functional import normalize as normalize  # noqa: E402
+from .more_functional import pad as pad  # noqa: E402
+from .more_functional import prelu as prelu  # noqa: E402
+from .more_functional import relu6 as relu6  # noqa: E402
+from .more_functional import silu as silu  # noqa: E402
+from .more_functional import softsign as softsign  # noqa: E402

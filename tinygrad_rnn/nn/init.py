@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from .. import backend
 from ..autograd import no_grad
 from ..tensor import Tensor
 
@@ -77,3 +78,95 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0.0, nonlinearity: str = "leaky_
         raise ValueError(f"kaiming_uniform_: unsupported nonlinearity {nonlinearity!r}")
     bound = gain * math.sqrt(3.0 / fan_in) if fan_in else 0.0
     return uniform_(tensor, -bound, bound)
+
+
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
+    """The recommended gain for a nonlinearity, as ``torch.nn.init.calculate_gain``: 1 for linear, the
+    convolutions and sigmoid, 5/3 for tanh, √2 for relu, √(2 / (1 + slope²)) for leaky_relu (slope
+    ``param``, 0.01 by default) and 3/4 for selu."""
+    if nonlinearity in ("linear", "identity", "sigmoid") or nonlinearity.startswith(
+        ("conv", "conv_transpose")
+    ):
+        return 1.0
+    if nonlinearity == "tanh":
+        return 5.0 / 3
+    if nonlinearity == "relu":
+        return math.sqrt(2.0)
+    if nonlinearity == "selu":
+        return 3.0 / 4
+    if nonlinearity == "leaky_relu":
+        if param is None:
+            slope = 0.01
+        elif isinstance(param, bool) or not isinstance(param, int | float):
+            raise ValueError(f"calculate_gain: negative_slope {param!r} is not a valid number")
+        else:
+            slope = param
+        return math.sqrt(2.0 / (1 + slope**2))
+    raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
+
+
+def _fan(tensor: Tensor, mode: str, name: str) -> int:
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"{name}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan_in, fan_out = _fans(tensor)
+    return fan_in if mode == "fan_in" else fan_out
+
+
+def kaiming_normal_(
+    tensor: Tensor, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+) -> Tensor:
+    """He: N(0, std²) with std = gain / √fan, fan = fan_in (or fan_out with ``mode="fan_out"``) and
+    gain = ``calculate_gain(nonlinearity, a)``."""
+    fan = _fan(tensor, mode, "kaiming_normal_")
+    gain = calculate_gain(nonlinearity, a)
+    return normal_(tensor, 0.0, gain / math.sqrt(fan) if fan else 0.0)
+
+
+def trunc_normal_(
+    tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0
+) -> Tensor:
+    """Fill with samples of N(mean, std²) conditioned on [a, b] (drawn by rejection: values outside are
+    drawn again, which gives exactly the truncated distribution)."""
+    if not a < b:
+        raise ValueError(f"trunc_normal_: needs a < b, got a={a}, b={b}")
+    if std <= 0:
+        raise ValueError(f"trunc_normal_: std must be positive, got {std}")
+    dev = tensor.device
+    xp = backend.get_array_module(tensor._data)
+    values = mean + std * backend.random_normal(tensor.shape, backend.float64, dev)
+    outside = (values < a) | (values > b)
+    for _ in range(10_000):
+        count = int(outside.sum())
+        if count == 0:
+            break
+        values[outside] = mean + std * backend.random_normal((count,), backend.float64, dev)
+        outside = (values < a) | (values > b)
+    else:
+        raise RuntimeError(
+            f"trunc_normal_: [a, b] = [{a}, {b}] holds too little of N({mean}, {std}²) to sample by rejection"
+        )
+    with no_grad():
+        return tensor.copy_(Tensor(xp.asarray(values).astype(tensor.dtype)))
+
+
+def orthogonal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
+    """Fill with a (semi-)orthogonal matrix times ``gain`` (Saxe et al. 2013), as PyTorch: the tensor is
+    viewed as (rows, rest), a Gaussian matrix of that shape (transposed when wider than tall) is
+    QR-factored, Q's columns get the signs of R's diagonal (so Q is uniformly distributed), and Q (or
+    Qᵀ) is the result. Rows (or columns, whichever are fewer) are then orthonormal."""
+    if tensor.ndim < 2:
+        raise ValueError(f"orthogonal_: needs a tensor of at least 2 dims, got shape {tensor.shape}")
+    rows = tensor.shape[0]
+    columns = tensor.numel() // rows if rows else 0
+    if rows == 0 or columns == 0:
+        return tensor
+    xp = backend.get_array_module(tensor._data)
+    flat = backend.random_normal((rows, columns), backend.float64, tensor.device)
+    if rows < columns:
+        flat = flat.T
+    q, r = xp.linalg.qr(flat)
+    q = q * xp.sign(xp.diagonal(r))
+    if rows < columns:
+        q = q.T
+    with no_grad():
+        return tensor.copy_(Tensor((gain * q).reshape(tensor.shape).astype(tensor.dtype)))

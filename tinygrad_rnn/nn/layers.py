@@ -69,6 +69,8 @@ class Embedding(Module):
         padding_idx: int | None = None,
         device: Any = None,
         dtype: Any = None,
+        _weight: Tensor | None = None,
+        _freeze: bool = False,
     ) -> None:
         super().__init__()
         if padding_idx is not None:
@@ -78,8 +80,39 @@ class Embedding(Module):
                 )
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        if _weight is not None:
+            if tuple(_weight.shape) != (num_embeddings, embedding_dim):
+                raise ValueError(
+                    f"Embedding: _weight has shape {tuple(_weight.shape)}, expected "
+                    f"{(num_embeddings, embedding_dim)}"
+                )
+            self.weight = Parameter(_weight, requires_grad=not _freeze)
+            return
         self.weight = _empty_parameter((num_embeddings, embedding_dim), dtype, device)
         self.reset_parameters()
+
+    @classmethod
+    def from_pretrained(
+        cls, embeddings: Tensor, freeze: bool = True, padding_idx: int | None = None
+    ) -> Embedding:
+        """An ``Embedding`` whose table is ``embeddings`` (a 2-D floating tensor of shape
+        (num_embeddings, embedding_dim), shared, not copied, as PyTorch's ``Parameter(embeddings)``),
+        frozen (``requires_grad=False``) unless ``freeze=False``. The ``padding_idx`` row keeps its values
+        but receives no gradient."""
+        if not isinstance(embeddings, Tensor):
+            raise TypeError(
+                f"Embedding.from_pretrained: embeddings must be a Tensor, got {type(embeddings).__name__} "
+                "(wrap an array with tg.tensor(...))"
+            )
+        if embeddings.ndim != 2:
+            raise ValueError(
+                f"Embedding.from_pretrained: embeddings must be 2-D (num_embeddings, embedding_dim), got "
+                f"shape {embeddings.shape}"
+            )
+        if embeddings.dtype.kind != "f":
+            raise TypeError(f"Embedding.from_pretrained: embeddings must be floating, got {embeddings.dtype}")
+        rows, columns = embeddings.shape
+        return cls(rows, columns, padding_idx=padding_idx, _weight=embeddings, _freeze=freeze)
 
     def reset_parameters(self) -> None:
         """Draw the table from N(0, 1) and zero the padding row."""

@@ -50,6 +50,29 @@ class Parameter(Tensor):
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+class RemovableHandle:
+    """What ``register_forward_hook`` and ``register_forward_pre_hook`` return: ``remove()`` takes the
+    hook off (once; later calls do nothing). Also a context manager that removes it on exit."""
+
+    _next_id = 0
+
+    def __init__(self, registry: OrderedDict, hook: Callable) -> None:
+        RemovableHandle._next_id += 1
+        self.id = RemovableHandle._next_id
+        self._registry = registry
+        registry[self.id] = hook
+
+    def remove(self) -> None:
+        """Take the hook off."""
+        self._registry.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+
 class Module:
     """Base class of every layer and model: subclass it, assign parameters and submodules as
     attributes in ``__init__``, and define ``forward``; call the module to run ``forward``.
@@ -71,7 +94,41 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        hooks = self.__dict__.get("_forward_hooks")
+        if hooks:
+            return self._call_with_hooks(hooks, args, kwargs)
         return self.forward(*args, **kwargs)
+
+    def _call_with_hooks(self, hooks: dict, args: tuple, kwargs: dict) -> Any:
+        for hook in list(hooks["pre"].values()):
+            changed = hook(self, args)
+            if changed is not None:
+                args = changed if isinstance(changed, tuple) else (changed,)
+        output = self.forward(*args, **kwargs)
+        for hook in list(hooks["post"].values()):
+            changed = hook(self, args, output)
+            if changed is not None:
+                output = changed
+        return output
+
+    def _add_hook(self, kind: str, hook: Callable) -> RemovableHandle:
+        if not callable(hook):
+            raise TypeError(f"a forward hook must be callable, got {type(hook).__name__}")
+        hooks = self.__dict__.get("_forward_hooks")
+        if hooks is None:
+            hooks = {"pre": OrderedDict(), "post": OrderedDict()}
+            object.__setattr__(self, "_forward_hooks", hooks)
+        return RemovableHandle(hooks[kind], hook)
+
+    def register_forward_pre_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call ``hook(module, args)`` before every ``forward``; a non-None result replaces the positional
+        arguments (a single value is wrapped in a tuple). Returns a handle whose ``remove()`` undoes it."""
+        return self._add_hook("pre", hook)
+
+    def register_forward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after every ``forward``; a non-None result replaces the
+        output. Returns a handle whose ``remove()`` undoes it."""
+        return self._add_hook("post", hook)
 
     # ---- registration ---------------------------------------------------------------------------------
 
@@ -333,6 +390,10 @@ class Module:
     def float(self) -> Module:
         """Convert floating parameters and buffers to float32 in place."""
         return self.to(backend.float32)
+
+    def half(self) -> Module:
+        """Convert floating parameters and buffers to float16 in place."""
+        return self.to(backend.float16)
 
     # ---- state dicts ----------------------------------------------------------------------------------
 

@@ -7,3 +7,9 @@ from .lbfgs import LBFGS
 from .optimizer import SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 __all__ = ["LBFGS", "SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop", "lr_scheduler"]
+
+# isort: split
+# Adam's relatives
+from .adam_variants import Adamax, NAdam, RAdam
+
+__all__ += ["Adamax", "NAdam", "RAdam"]

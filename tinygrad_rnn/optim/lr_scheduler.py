@@ -401,3 +401,9 @@ class ReduceLROnPlateau(LRScheduler):
 
 # The name older PyTorch code subclasses.
 _LRScheduler = LRScheduler
+
+# isort: split
+# Warm-up and cycle schedulers (warmup_schedulers.py)
+from .warmup_schedulers import ConstantLR, LinearLR, OneCycleLR, SequentialLR  # noqa: E402
+
+__all__ += ["ConstantLR", "LinearLR", "OneCycleLR", "SequentialLR"]

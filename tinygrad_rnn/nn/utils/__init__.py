@@ -125,3 +125,9 @@ def clip_grad_value_(parameters: Tensor | Iterable[Tensor], clip_value: float) -
 
 # ---- variable-length sequences (torch.nn.utils.rnn) ----
 from . import rnn  # noqa: E402
+
+# isort: split
+# Parameters as one flat vector and back
+from .convert_parameters import parameters_to_vector, vector_to_parameters  # noqa: E402
+
+__all__ += ["parameters_to_vector", "vector_to_parameters"]
