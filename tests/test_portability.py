@@ -190,8 +190,46 @@ CASES = {
         lambda d: [_leaf(d, 3, 4), _leaf(d, 4, low=0.5, seed=1)],
         lambda a, b: a.fmod(b) + a.remainder(b) + a % 0.7,
     ),
+    # Trigonometry, running sums, norms and einsum (math_ops)
+    "Sin": (lambda d: [_leaf(d, 3, 4)], lambda a: a.sin()),
+    "Cos": (lambda d: [_leaf(d, 3, 4)], lambda a: a.cos()),
+    "CumSum": (lambda d: [_leaf(d, 3, 4)], lambda a: a.cumsum(1)),
+    "VectorNorm": (lambda d: [_leaf(d, 3, 4)], lambda a: a.norm(dim=1) + a.norm(p=3)),
+    "Einsum": (lambda d: [_leaf(d, 2, 3), _leaf(d, 3, 4, seed=1)], lambda a, b: tg.einsum("ij,jk->ik", a, b)),
+    # Scatters and in-place writes recorded on the tape (selection, index_ops)
+    "Scatter": (
+        lambda d: [_leaf(d, 3, 4), _leaf(d, 3, 2, seed=1)],
+        lambda a, v: a.scatter(1, _indices(a.device, [[0, 2], [1, 3], [3, 0]]), v),
+    ),
+    "IndexPut": (
+        lambda d: [_leaf(d, 3, 4), _leaf(d, 4, seed=1)],
+        lambda a, v: _written(a, lambda b: b.__setitem__(1, v)),
+    ),
+    "CopySlices": (
+        lambda d: [_leaf(d, 3, 4), _leaf(d, 3, seed=1)],
+        lambda a, v: _written(a, lambda b: b[:, 2].copy_(v)),
+    ),
+    "ViewOf": (
+        lambda d: [_leaf(d, 3, 4), _leaf(d, 3, seed=1)],
+        lambda a, v: _view_after_write(a, v),
+    ),
 }
 RANDOM_CASES = {"Dropout": (lambda d: [_leaf(d, 50)], lambda a: tg.dropout(a, p=0.4))}
+
+
+def _written(a, write):
+    """``a``'s values in a fresh interior tensor after ``write`` changed it in place on the tape."""
+    b = a * 1.0
+    write(b)
+    return b
+
+
+def _view_after_write(a, v):
+    """A view taken before its base is written, read after: re-derived from the written base."""
+    b = a * 1.0
+    column = b[:, 1]
+    b[:, 1] = v
+    return column * 2.0
 
 
 def _run(case, device):
