@@ -7,8 +7,8 @@ its per-step cost is the whole cost of a small recurrent network:
 
 * the input projection of every timestep is one matmul before the loop, ``(T*B, I) @ W_ihᵀ``, with
   the biases that simply add (RNN and LSTM: b_ih + b_hh) folded into it;
-* one ``Unbind`` op splits that projection into T steps, and its backward writes every step's
-  gradient into one buffer; ``W_hh`` is transposed once and the outputs are stacked once;
+* one ``Unbind`` op splits that projection into T steps; ``W_hh`` is transposed once and the outputs
+  are stacked once;
 * inside the loop the recurrent product and the pointwise maths call the ops directly.
 
 The elementwise maths of one step lives in the ``_*_pointwise`` functions below, so that a fused
@@ -26,16 +26,12 @@ import math
 import warnings
 from typing import Any
 
-from .. import autograd, backend, functions, ops
+from .. import functions, ops
 from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-
-# A tanh RNN whose step has at least this many elements (batch × hidden) writes its states and step
-# gradients into one (T, B, H) buffer each (see ``TanhAddMatMul``); smaller steps use fresh arrays.
-SHARED_STEP_BUFFERS_MIN = 4096
 
 
 # ---- one step's elementwise maths (replaceable by fused kernels) -------------------------------------
@@ -246,23 +242,10 @@ class _RNNBase(Module):
                 h = _gru_pointwise(inputs[t], hidden_gates, h)
                 outputs.append(h)
         elif self.mode == "RNN_TANH":
-            # The whole step, tanh(h W_hhᵀ + projection slice), is one node. Step t writes h_t into
-            # slot t of one (T, B, H) buffer and, backward, its pre-activation gradient into slot t of
-            # one gradient buffer, so dW_hh is one product over the two (no concatenated copies).
-            # Small steps skip the buffers: below SHARED_STEP_BUFFERS_MIN elements per step the copies
-            # they save cost less than the per-step bookkeeping (measured: the long size, B·H = 512).
-            step = ops.TanhAddMatMul.apply
-            if batch * rows >= SHARED_STEP_BUFFERS_MIN:
-                xp = backend.get_array_module(projection._data)
-                states = xp.empty((steps, batch, rows), projection.dtype)
-                step_grads = autograd.StepGradients((steps, batch, rows))
-                for t in order:
-                    h = step(h, weight_hh_t, inputs[t], out=states[t], grads=step_grads, index=t)
-                    outputs.append(h)
-            else:
-                for t in order:
-                    h = step(h, weight_hh_t, inputs[t])
-                    outputs.append(h)
+            # The whole step, tanh(h W_hhᵀ + projection slice), is one TanhAddMatMul node.
+            for t in order:
+                h = ops.TanhAddMatMul.apply(h, weight_hh_t, inputs[t])
+                outputs.append(h)
         else:
             for t in order:
                 h = _rnn_relu_pointwise(addmm(h, weight_hh_t, inputs[t]))
