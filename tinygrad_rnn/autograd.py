@@ -70,6 +70,12 @@ class Function:
     input_shapes: tuple | None = None  # only kept when some input's shape differs from the output's
     n_outputs = 1
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("forward"), staticmethod):
+            # PyTorch's form: forward(ctx, *args)/backward(ctx, *grads) on Tensors (custom_function.py).
+            cls.apply = classmethod(custom_function.apply)  # type: ignore[method-assign,assignment]
+
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays for the backward pass; freed when the backward pass has used them."""
         self.saved = arrays
@@ -643,5 +649,5 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
 
 # Anomaly mode lives in anomaly.py; it reads and sets the two flags above, which the tape's hot path
 # checks. Imported last because it refers back to this module.
-from . import anomaly  # noqa: E402
+from . import anomaly, custom_function  # noqa: E402
 from .anomaly import detect_anomaly, is_anomaly_enabled, set_detect_anomaly  # noqa: E402, F401
