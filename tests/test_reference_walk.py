@@ -43,7 +43,11 @@ def _unary(op: str, a, weight):
 OPS = st.sampled_from(["add", "mul", "sub", "tanh", "sigmoid", "sum_rows", "matmul", "split", "unbind"])
 
 
-@given(seed=st.integers(0, 2**16), steps=st.lists(st.tuples(OPS, st.integers(0, 999), st.integers(0, 999)), min_size=1, max_size=14), picks=st.lists(st.integers(0, 999), min_size=1, max_size=4))
+@given(
+    seed=st.integers(0, 2**16),
+    steps=st.lists(st.tuples(OPS, st.integers(0, 999), st.integers(0, 999)), min_size=1, max_size=14),
+    picks=st.lists(st.integers(0, 999), min_size=1, max_size=4),
+)
 def test_reference_walk_gives_the_fast_walks_gradients_on_random_graphs(seed, steps, picks):
     rng = np.random.default_rng(seed)
     leaves = _leaves(rng)
@@ -59,8 +63,11 @@ def test_reference_walk_gives_the_fast_walks_gradients_on_random_graphs(seed, st
             pool.append(_binary(op, a, b))
         else:
             pool.extend(_unary(op, a, weight))
-    # Later tensors are picked more often, and any one may be picked twice (a shared subexpression).
-    chosen = [pool[len(leaves) + p % (len(pool) - len(leaves))] if len(pool) > len(leaves) else pool[0] for p in picks]
+    # Any made tensor may be picked twice (a shared subexpression).
+    chosen = [
+        pool[len(leaves) + p % (len(pool) - len(leaves))] if len(pool) > len(leaves) else pool[0]
+        for p in picks
+    ]
     loss = sum(((t * (k + 1.0)).sum() for k, t in enumerate(chosen)), tg.tensor(0.0, dtype=tg.float64))
     if not loss.requires_grad:
         return

@@ -71,7 +71,9 @@ class FunctionCtx:
 class CustomNode(Function):
     """The engine node of one call of a PyTorch-style function: its arrays in, its arrays out."""
 
-    def forward(self, *arrays: Any, function: type, arguments: list, positions: tuple, ctx: FunctionCtx) -> Any:
+    def forward(
+        self, *arrays: Any, function: type, arguments: list, positions: tuple, ctx: FunctionCtx
+    ) -> Any:
         args = list(arguments)
         for position, array in zip(positions, arrays):
             args[position] = autograd.Tensor._make(array, False, None, 0)
@@ -88,7 +90,9 @@ class CustomNode(Function):
         self.function, self.ctx, self.positions, self.n_args = function, ctx, positions, len(arguments)
         self.argument_shapes = tuple(a.shape for a in arrays)
         self.output_shapes = [(out.shape, out.dtype) for out in outputs]
-        self.non_differentiable = [k for k, out in enumerate(outputs) if any(out is m for m in ctx._non_differentiable)]
+        self.non_differentiable = [
+            k for k, out in enumerate(outputs) if any(out is m for m in ctx._non_differentiable)
+        ]
         self.save_for_backward(*[None if t is None else t._data for t in ctx._to_save])
         datas = [out._data for out in outputs]
         return datas[0] if single else tuple(datas)
@@ -130,7 +134,9 @@ class CustomNode(Function):
             input_grads.append(data)
         for position, g in enumerate(result[: self.n_args]):
             if g is not None and position not in self.positions:
-                raise RuntimeError(f"{name}.backward returned a gradient for input {position}, which is not a Tensor")
+                raise RuntimeError(
+                    f"{name}.backward returned a gradient for input {position}, which is not a Tensor"
+                )
         return tuple(input_grads)
 
 
