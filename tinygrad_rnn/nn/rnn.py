@@ -22,6 +22,7 @@ where x_* = W_i* x + b_i* and h_* = W_h* h + b_h* (the reset gate multiplies W_h
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -34,7 +35,41 @@ from .module import Module, Parameter
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
-# ---- one step's elementwise maths (replaceable by fused kernels) -------------------------------------
+# ---- the switch between fused and plain steps ----------------------------------------------------------
+
+_fused = True
+
+
+class unfused:
+    """Inside ``with nn.unfused():`` recurrent layers and cells record the plain ops of each step
+    instead of the fused nodes, so the tape shows exactly the nodes of the derivation in docs/bptt.md.
+
+    Per step: RNN ``MatMul -> Add -> Tanh`` (``Relu`` for ``nonlinearity='relu'``) instead of one
+    ``TanhAddMatMul``; LSTM ``MatMul -> Add`` for the gates, ``Split`` into i, f, g, o, ``Sigmoid``/
+    ``Tanh`` on each and ``Mul``/``Add`` for c' and h' instead of ``AddMatMul`` + ``LSTMCellPointwise``;
+    GRU likewise for r, z, n and h' instead of ``GRUCellPointwise``. The input projection of a whole
+    sequence is ``MatMul`` then ``Add`` instead of ``AddMatMul``. Values and gradients are the same
+    (up to rounding); the fused tape is faster. Works as a decorator too.
+    """
+
+    def __enter__(self) -> None:
+        global _fused
+        self.previous, _fused = _fused, False
+
+    def __exit__(self, *exc: Any) -> None:
+        global _fused
+        _fused = self.previous
+
+    def __call__(self, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with unfused():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+# ---- one step's elementwise maths (fused ops, or their plain ops under ``unfused()``) -----------------
 
 
 def _rnn_tanh_pointwise(gates: Tensor) -> Tensor:
@@ -54,7 +89,13 @@ def _lstm_pointwise(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     step, which measured 1.43x -> 1.22x the hand-written BPTT's time at the medium size (see
     docs/performance.md).
     """
-    return ops.LSTMCellPointwise.apply(gates, c)
+    if _fused:
+        return ops.LSTMCellPointwise.apply(gates, c)
+    a_i, a_f, a_g, a_o = ops.Split.apply(gates, sizes=_quarters(gates, 4), dim=gates.ndim - 1)
+    i, f, o = ops.Sigmoid.apply(a_i), ops.Sigmoid.apply(a_f), ops.Sigmoid.apply(a_o)
+    g = ops.Tanh.apply(a_g)
+    c_new = ops.Add.apply(ops.Mul.apply(f, c), ops.Mul.apply(i, g))
+    return ops.Mul.apply(o, ops.Tanh.apply(c_new)), c_new
 
 
 def _gru_pointwise(input_gates: Tensor, hidden_gates: Tensor, h: Tensor) -> Tensor:
@@ -64,7 +105,24 @@ def _gru_pointwise(input_gates: Tensor, hidden_gates: Tensor, h: Tensor) -> Tens
     One fused op on every device, as for the LSTM (medium size: 1.84x -> 1.16x the hand-written
     BPTT's time on the CPU).
     """
-    return ops.GRUCellPointwise.apply(input_gates, hidden_gates, h)
+    if _fused:
+        return ops.GRUCellPointwise.apply(input_gates, hidden_gates, h)
+    x_r, x_z, x_n = ops.Split.apply(input_gates, sizes=_quarters(input_gates, 3), dim=input_gates.ndim - 1)
+    h_r, h_z, h_n = ops.Split.apply(hidden_gates, sizes=_quarters(hidden_gates, 3), dim=hidden_gates.ndim - 1)
+    r = ops.Sigmoid.apply(ops.Add.apply(x_r, h_r))
+    z = ops.Sigmoid.apply(ops.Add.apply(x_z, h_z))
+    n = ops.Tanh.apply(ops.Add.apply(x_n, ops.Mul.apply(r, h_n)))
+    return ops.Add.apply(n, ops.Mul.apply(z, ops.Sub.apply(h, n)))
+
+
+def _quarters(gates: Tensor, parts: int) -> tuple:
+    """The sizes of the ``parts`` equal gate blocks of the last axis."""
+    return (gates.shape[-1] // parts,) * parts
+
+
+def _plain_addmm(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """a @ b + c as the two nodes MatMul -> Add (what ``AddMatMul`` fuses)."""
+    return ops.Add.apply(ops.MatMul.apply(a, b), c)
 
 
 # ---- shared parameter handling -------------------------------------------------------------------------
@@ -222,13 +280,17 @@ class _RNNBase(Module):
             # b_hh adds straight onto W_ih x for RNN and LSTM; a GRU's b_hn sits inside r ⊙ (·). The
             # bias is added into the product's buffer (AddMatMul): no second (T·B, G·H) array.
             bias = bias_ih if self.mode == "GRU" else ops.Add.apply(bias_ih, bias_hh)
-            projection = ops.AddMatMul.apply(flat, weight_ih_t, bias)
+            if _fused:
+                projection = ops.AddMatMul.apply(flat, weight_ih_t, bias)
+            else:
+                projection = ops.Add.apply(ops.MatMul.apply(flat, weight_ih_t), bias)
         rows = projection.shape[1]
         inputs = ops.Unbind.apply(ops.Reshape.apply(projection, shape=(steps, batch, rows)), dim=0)
         order = range(steps - 1, -1, -1) if reverse else range(steps)
         outputs: list[Tensor] = []
         # One AddMatMul per step: W_hh h plus the step's slice of the projection, one node, one buffer.
-        matmul, addmm = ops.MatMul.apply, ops.AddMatMul.apply
+        matmul = ops.MatMul.apply
+        addmm = ops.AddMatMul.apply if _fused else _plain_addmm
         if self.mode == "LSTM":
             for t in order:
                 h, c = _lstm_pointwise(addmm(h, weight_hh_t, inputs[t]), c)
@@ -244,7 +306,10 @@ class _RNNBase(Module):
         elif self.mode == "RNN_TANH":
             # The whole step, tanh(h W_hhᵀ + projection slice), is one TanhAddMatMul node.
             for t in order:
-                h = ops.TanhAddMatMul.apply(h, weight_hh_t, inputs[t])
+                if _fused:
+                    h = ops.TanhAddMatMul.apply(h, weight_hh_t, inputs[t])
+                else:  # the three nodes of docs/bptt.md §3
+                    h = ops.Tanh.apply(ops.Add.apply(ops.MatMul.apply(h, weight_hh_t), inputs[t]))
                 outputs.append(h)
         else:
             for t in order:
