@@ -19,7 +19,7 @@ def test_next_functions_of_a_product_name_the_leaf_and_the_constant():
 
 def test_next_functions_point_at_the_producing_node_and_its_output_index():
     x = tg.tensor(np.ones((3, 2)), requires_grad=True)
-    a, b, c = x.unbind(0)
+    a, _, c = x.unbind(0)
     y = c + a
     (left, left_index), (right, right_index) = y.grad_fn.next_functions
     assert left is c.grad_fn and left_index == 2
