@@ -65,7 +65,9 @@ class Function:
 
     saved: Any = ()  # None once the backward pass has freed them
     saved_versions: tuple | None = None
-    hooks: list | None = None
+    hooks: list | None = None  # (output index, hook) of interior tensors' register_hook
+    pre_hooks: list | None = None
+    post_hooks: list | None = None
     parent_indices: tuple | None = None
     input_shapes: tuple | None = None  # only kept when some input's shape differs from the output's
     n_outputs = 1
@@ -116,6 +118,26 @@ class Function:
 
     def __repr__(self) -> str:
         return f"<{self.name} node #{self.seq}>"
+
+    def register_prehook(self, hook: Callable[[tuple], Any]) -> Callable[[], None]:
+        """Node hook run when the walk reaches this node, before its backward: ``hook(grad_outputs)``
+        gets one gradient per output (a Tensor, or None where an output received none), now
+        complete; a returned tuple replaces them. Returns a function that removes the hook."""
+        return self._add_hook("pre_hooks", hook)
+
+    def register_hook(self, hook: Callable[[tuple, tuple], Any]) -> Callable[[], None]:
+        """Node hook run right after this node's backward: ``hook(grad_inputs, grad_outputs)``, with
+        one gradient per input (None where an input needs none); a returned tuple replaces
+        ``grad_inputs``. On a recurrent step this shows dh_t arriving and dz_t leaving."""
+        return self._add_hook("post_hooks", hook)
+
+    def _add_hook(self, kind: str, hook: Callable) -> Callable[[], None]:
+        hooks = getattr(self, kind)
+        if hooks is None:
+            hooks = []
+            setattr(self, kind, hooks)
+        hooks.append(hook)
+        return lambda: hooks.remove(hook) if hook in hooks else None
 
     @classmethod
     def apply(cls, *inputs: Any, **constants: Any) -> Any:
@@ -411,13 +433,14 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, tuple]
     while heap:
         node = heapq.heappop(heap)[1]
         grad_outputs = [fastpaths.dense(g) for g in grads.pop(node)]  # complete: consumers are done
+        grads_seen = grad_outputs if node.post_hooks else None
         if node.saved is None:
             raise RuntimeError(
                 f"Trying to backward through the graph a second time: the arrays that {node.name} saved "
                 "were freed by the first backward. Pass retain_graph=True to the first backward() if you "
                 "need to backward twice, or run the forward pass again." + _stale_hint(node)
             )
-        if node.hooks:
+        if node.hooks or node.pre_hooks:
             _run_node_hooks(node, grad_outputs)
         if node.saved_versions is not None:
             _check_versions(node)
@@ -431,6 +454,8 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, tuple]
             node.saved = None
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
+        if node.post_hooks:
+            input_grads = _run_post_hooks(node, input_grads, grads_seen)
         shapes, indices = node.input_shapes, node.parent_indices
         for position, parent in enumerate(node.parents):
             grad = input_grads[position]
@@ -474,15 +499,38 @@ def _finish_leaf(leaf: Any, grad: Any) -> None:
 
 
 def _run_node_hooks(node: Function, grad_outputs: list) -> None:
-    """Node hooks: the hooks registered on a node's outputs (``h_t.register_hook(fn)`` on an interior
-    tensor) see each output's complete gradient when the walk reaches the node; a returned tensor
-    replaces it."""
-    for index, hook in node.hooks:
+    """Hooks that see a node's output gradients, complete, when the walk reaches the node: those of
+    its outputs (``h_t.register_hook(fn)`` on an interior tensor), then its pre-hooks. A returned
+    tensor replaces the gradient."""
+    for index, hook in node.hooks or ():
         if grad_outputs[index] is None:
             continue
         result = hook(Tensor._make(grad_outputs[index], False, None, 0))
         if result is not None:
             grad_outputs[index] = _hook_result(result, grad_outputs[index])
+    for hook in node.pre_hooks or ():
+        result = hook(_as_tensors(grad_outputs))
+        if result is not None:
+            for index, replacement in enumerate(result):
+                if grad_outputs[index] is not None and replacement is not None:
+                    grad_outputs[index] = _hook_result(replacement, grad_outputs[index])
+
+
+def _run_post_hooks(node: Function, input_grads: tuple, grad_outputs: list) -> tuple:
+    """``hook(grad_inputs, grad_outputs)`` after a node's backward; a returned tuple replaces grad_inputs."""
+    input_grads = tuple(fastpaths.dense(g) for g in input_grads)
+    for hook in node.post_hooks:
+        result = hook(_as_tensors(input_grads), _as_tensors(grad_outputs))
+        if result is not None:
+            input_grads = tuple(
+                None if new is None or old is None else _hook_result(new, old)
+                for new, old in zip(result, input_grads)
+            )
+    return input_grads
+
+
+def _as_tensors(arrays: Any) -> tuple:
+    return tuple(None if a is None else Tensor._make(a, False, None, 0) for a in arrays)
 
 
 def _hook_result(result: Any, grad: Any) -> Any:
