@@ -17,7 +17,7 @@ function::
 
     y = Cube.apply(x, 2.0)
 
-``apply`` records one engine node (:class:`CustomNode`) whose raw-array ``forward``/``backward``
+``apply`` records one engine node (:class:`CustomNode`, named ``<function>Backward``) whose raw-array ``forward``/``backward``
 wrap the arrays in Tensors and call the user's methods with recording off, as PyTorch runs them
 (no double backward). Saved tensors go through the node's ``save_for_backward``: they are freed by
 backward and checked against in-place changes like any op's.
@@ -97,6 +97,11 @@ class CustomNode(Function):
         datas = [out._data for out in outputs]
         return datas[0] if single else tuple(datas)
 
+    @property
+    def name(self) -> str:
+        """``<function>Backward``, as PyTorch names the node of a custom function."""
+        return f"{self.function.__name__}Backward"
+
     def backward(self, *grad_outputs: Any) -> Any:
         xp = autograd.backend.get_array_module(next((g for g in grad_outputs if g is not None), self.saved))
         grads = []
@@ -148,12 +153,11 @@ def apply(cls: type, *args: Any, **kwargs: Any) -> Any:
     tensors = [args[k] for k in positions]
     needs = tuple(isinstance(a, autograd.Tensor) and a.requires_grad and autograd._grad_enabled for a in args)
     arguments = [None if k in positions else a for k, a in enumerate(args)]
-    node_class = _node_class(cls)
     ctx = FunctionCtx(None, needs)  # type: ignore[arg-type]
     if not tensors:
         with autograd.no_grad():
             return cls.forward(ctx, *args)
-    result = node_class.apply(*tensors, function=cls, arguments=arguments, positions=positions, ctx=ctx)
+    result = CustomNode.apply(*tensors, function=cls, arguments=arguments, positions=positions, ctx=ctx)
     outputs = result if isinstance(result, tuple) else (result,)
     node = outputs[0]._ctx
     ctx._node = node if node is not None else _Finished(ctx)
@@ -170,14 +174,3 @@ class _Finished:
 
     def __init__(self, ctx: FunctionCtx) -> None:
         self.saved = ()
-
-
-_NODE_CLASSES: dict = {}
-
-
-def _node_class(cls: type) -> type:
-    """One engine node class per user function, so a node prints as ``<NameBackward node #n>``."""
-    node_class = _NODE_CLASSES.get(cls)
-    if node_class is None:
-        node_class = _NODE_CLASSES[cls] = type(f"{cls.__name__}Backward", (CustomNode,), {})
-    return node_class
