@@ -65,9 +65,8 @@ class Function:
 
     saved: Any = ()  # None once the backward pass has freed them
     saved_versions: tuple | None = None
-    hooks: list | None = None  # (output index, hook) of interior tensors' register_hook
-    pre_hooks: list | None = None
-    post_hooks: list | None = None
+    # (output index, hook) from an interior tensor's register_hook, ("pre", hook), ("post", hook)
+    hooks: list | None = None
     parent_indices: tuple | None = None
     input_shapes: tuple | None = None  # only kept when some input's shape differs from the output's
     n_outputs = 1
@@ -123,21 +122,20 @@ class Function:
         """Node hook run when the walk reaches this node, before its backward: ``hook(grad_outputs)``
         gets one gradient per output (a Tensor, or None where an output received none), now
         complete; a returned tuple replaces them. Returns a function that removes the hook."""
-        return self._add_hook("pre_hooks", hook)
+        return self._add_hook("pre", hook)
 
     def register_hook(self, hook: Callable[[tuple, tuple], Any]) -> Callable[[], None]:
         """Node hook run right after this node's backward: ``hook(grad_inputs, grad_outputs)``, with
         one gradient per input (None where an input needs none); a returned tuple replaces
         ``grad_inputs``. On a recurrent step this shows dh_t arriving and dz_t leaving."""
-        return self._add_hook("post_hooks", hook)
+        return self._add_hook("post", hook)
 
     def _add_hook(self, kind: str, hook: Callable) -> Callable[[], None]:
-        hooks = getattr(self, kind)
-        if hooks is None:
-            hooks = []
-            setattr(self, kind, hooks)
-        hooks.append(hook)
-        return lambda: hooks.remove(hook) if hook in hooks else None
+        if self.hooks is None:
+            self.hooks = []
+        hooks, entry = self.hooks, (kind, hook)
+        hooks.append(entry)
+        return lambda: hooks.remove(entry) if entry in hooks else None
 
     @classmethod
     def apply(cls, *inputs: Any, **constants: Any) -> Any:
@@ -248,6 +246,7 @@ class AccumulateGrad:
 
 
 _object_new = object.__new__
+_DEFERRED = fastpaths.OuterProductSum
 _NDARRAY = backend.NUMPY_ARRAY
 _NEEDS_ONE = (True,)
 _NEEDS_BOTH, _NEEDS_FIRST, _NEEDS_SECOND = (True, True), (True, False), (False, True)
@@ -418,44 +417,56 @@ def accumulate(total: Any, grad: Any) -> Any:
     return grad if total is None else total + grad
 
 
-def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, tuple]:
+def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
     """The backward walk from ``roots`` (tensors) seeded with ``grad_roots`` (arrays of their shapes).
 
-    Returns the summed leaf gradients as ``{id(leaf): (leaf, gradient)}``.
+    Returns the summed leaf gradients as ``{id(leaf): [leaf, gradient]}``.
     """
-    leaf_grads: dict[int, tuple] = {}
-    grads: dict[Function, list] = {}  # node -> the gradient of each of its outputs, summed so far
+    leaf_grads: dict[int, list] = {}
+    grads: dict[Function, Any] = {}  # node -> the gradient of its output(s), summed so far
     heap: list = []  # (-seq, node): the newest node that has a gradient pops first
     for root, grad_root in zip(roots, grad_roots):
-        _send(root._ctx or root, root._index, grad_root, grads, heap, leaf_grads)
+        _seed(root, grad_root, grads, heap, leaf_grads)
 
     node = None
     while heap:
         node = heapq.heappop(heap)[1]
-        grad_outputs = [fastpaths.dense(g) for g in grads.pop(node)]  # complete: consumers are done
-        grads_seen = grad_outputs if node.post_hooks else None
+        # Complete: every consumer was newer and has run. One array for a single-output node, a list
+        # with one entry per output (None where an output got no gradient) for a multi-output one.
+        grad = grads.pop(node)
+        single = node.n_outputs == 1
+        if not single:
+            grad = [fastpaths.dense(g) for g in grad]
+        elif type(grad) is _DEFERRED:
+            grad = grad.materialize()
         if node.saved is None:
             raise RuntimeError(
                 f"Trying to backward through the graph a second time: the arrays that {node.name} saved "
                 "were freed by the first backward. Pass retain_graph=True to the first backward() if you "
                 "need to backward twice, or run the forward pass again." + _stale_hint(node)
             )
-        if node.hooks or node.pre_hooks:
-            _run_node_hooks(node, grad_outputs)
-        if node.saved_versions is not None:
-            _check_versions(node)
+        hooks = node.hooks
+        if hooks:
+            grad = _run_node_hooks(node, grad)
+        versions = node.saved_versions  # (box, snapshot) pairs: raise if a saved array changed since
+        if versions is not None:
+            for position in range(0, len(versions), 2):
+                if versions[position] != versions[position + 1]:
+                    _raise_changed_in_place(node, versions[position], versions[position + 1])
         if backend._cupy is not None:  # run on the gradient's GPU, so the arrays it makes land there
-            backend.follow_device(next(g for g in grad_outputs if g is not None))
-        input_grads = node.backward(*grad_outputs)
-        del grad_outputs
+            backend.follow_device(grad if single else next(g for g in grad if g is not None))
+        input_grads = node.backward(grad) if single else node.backward(*grad)
         if _anomaly_enabled:
             anomaly.check_backward(node, input_grads)
         if not retain_graph:
             node.saved = None
         if type(input_grads) is not tuple:
             input_grads = (input_grads,)
-        if node.post_hooks:
-            input_grads = _run_post_hooks(node, input_grads, grads_seen)
+        if hooks:
+            input_grads = _run_post_hooks(node, input_grads, grad)
+        del grad
+
+        # Send each input's gradient to its parent: a node's output, or a leaf's running total.
         shapes, indices = node.input_shapes, node.parent_indices
         for position, parent in enumerate(node.parents):
             grad = input_grads[position]
@@ -463,24 +474,47 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, tuple]
                 continue
             if shapes is not None and grad.shape != shapes[position]:
                 grad = unbroadcast(fastpaths.dense(grad), shapes[position])
-            _send(parent, indices[position] if indices else 0, grad, grads, heap, leaf_grads)
+            if isinstance(parent, Function):
+                if parent.n_outputs == 1:
+                    total = grads.get(parent)
+                    if total is None:  # the first gradient for this node: it joins the heap
+                        grads[parent] = grad
+                        heapq.heappush(heap, (-parent.seq, parent))
+                    else:
+                        grads[parent] = accumulate(total, grad)
+                else:
+                    slots = grads.get(parent)
+                    if slots is None:
+                        slots = grads[parent] = [None] * parent.n_outputs
+                        heapq.heappush(heap, (-parent.seq, parent))
+                    index = indices[position] if indices else 0
+                    slots[index] = accumulate(slots[index], grad)
+            else:  # a leaf tensor (also a subclass such as nn.Parameter)
+                entry = leaf_grads.get(id(parent))
+                if entry is None:
+                    leaf_grads[id(parent)] = [parent, grad]
+                else:
+                    entry[1] = accumulate(entry[1], grad)
     # Nodes are popped newest first, so ``node`` is now the oldest one the walk reached.
     if node is not None and node.seq < _step_seq:
         warnings.warn(_STALE_GRAPH + _stale_hint(node), StaleGraphWarning, stacklevel=4)
     return leaf_grads
 
 
-def _send(parent: Any, index: int, grad: Any, grads: dict, heap: list, leaf_grads: dict) -> None:
-    """Add ``grad`` to output ``index`` of ``parent`` (a node, queued on first use) or to a leaf."""
-    if isinstance(parent, Function):
-        slots = grads.get(parent)
-        if slots is None:
-            slots = grads[parent] = [None] * parent.n_outputs
-            heapq.heappush(heap, (-parent.seq, parent))
-        slots[index] = accumulate(slots[index], grad)
-    else:  # a leaf tensor (also a subclass such as nn.Parameter)
-        entry = leaf_grads.get(id(parent))
-        leaf_grads[id(parent)] = (parent, accumulate(None if entry is None else entry[1], grad))
+def _seed(root: Any, grad: Any, grads: dict, heap: list, leaf_grads: dict) -> None:
+    """Give ``root`` (a tensor) its gradient before the walk, as the walk itself would."""
+    node = root._ctx
+    if node is None:
+        entry = leaf_grads.setdefault(id(root), [root, None])
+        entry[1] = accumulate(entry[1], grad)
+        return
+    if node not in grads:
+        grads[node] = None if node.n_outputs == 1 else [None] * node.n_outputs
+        heapq.heappush(heap, (-node.seq, node))
+    if node.n_outputs == 1:
+        grads[node] = accumulate(grads[node], grad)
+    else:
+        grads[node][root._index] = accumulate(grads[node][root._index], grad)
 
 
 def _finish_leaf(leaf: Any, grad: Any) -> None:
@@ -498,28 +532,33 @@ def _finish_leaf(leaf: Any, grad: Any) -> None:
         leaf.grad._data += grad
 
 
-def _run_node_hooks(node: Function, grad_outputs: list) -> None:
+def _run_node_hooks(node: Function, grad: Any) -> Any:
     """Hooks that see a node's output gradients, complete, when the walk reaches the node: those of
-    its outputs (``h_t.register_hook(fn)`` on an interior tensor), then its pre-hooks. A returned
-    tensor replaces the gradient."""
-    for index, hook in node.hooks or ():
-        if grad_outputs[index] is None:
-            continue
-        result = hook(Tensor._make(grad_outputs[index], False, None, 0))
-        if result is not None:
-            grad_outputs[index] = _hook_result(result, grad_outputs[index])
-    for hook in node.pre_hooks or ():
-        result = hook(_as_tensors(grad_outputs))
-        if result is not None:
-            for index, replacement in enumerate(result):
-                if grad_outputs[index] is not None and replacement is not None:
-                    grad_outputs[index] = _hook_result(replacement, grad_outputs[index])
+    its outputs (``h_t.register_hook(fn)`` on an interior tensor, a returned tensor replaces that
+    gradient), and its pre-hooks (``fn(grad_outputs)``, a returned tuple replaces them all)."""
+    single = node.n_outputs == 1
+    slots = [grad] if single else list(grad)
+    for kind, hook in node.hooks:
+        if kind == "pre":
+            result = hook(_as_tensors(slots))
+            replacements = () if result is None else result
+            for index, replacement in enumerate(replacements):
+                if slots[index] is not None and replacement is not None:
+                    slots[index] = _hook_result(replacement, slots[index])
+        elif kind != "post" and slots[kind] is not None:
+            result = hook(Tensor._make(slots[kind], False, None, 0))
+            if result is not None:
+                slots[kind] = _hook_result(result, slots[kind])
+    return slots[0] if single else slots
 
 
-def _run_post_hooks(node: Function, input_grads: tuple, grad_outputs: list) -> tuple:
+def _run_post_hooks(node: Function, input_grads: tuple, grad: Any) -> tuple:
     """``hook(grad_inputs, grad_outputs)`` after a node's backward; a returned tuple replaces grad_inputs."""
-    input_grads = tuple(fastpaths.dense(g) for g in input_grads)
-    for hook in node.post_hooks:
+    grad_outputs = [grad] if node.n_outputs == 1 else grad
+    for kind, hook in node.hooks:
+        if kind != "post":
+            continue
+        input_grads = tuple(fastpaths.dense(g) for g in input_grads)
         result = hook(_as_tensors(input_grads), _as_tensors(grad_outputs))
         if result is not None:
             input_grads = tuple(
@@ -540,18 +579,13 @@ def _hook_result(result: Any, grad: Any) -> Any:
     return data
 
 
-def _check_versions(node: Function) -> None:
-    """Raise if an array the node saved was changed in place after the node was recorded."""
-    record = node.saved_versions
-    for position in range(0, len(record), 2):
-        box, snapshot = record[position], record[position + 1]
-        if box != snapshot:
-            raise RuntimeError(
-                f"a tensor that {node.name} saved for backward was modified in place after it was used "
-                f"(its version is now {version_number(box)}, expected {version_number(snapshot)}); "
-                "the gradient would be wrong. "
-                "Use an out-of-place op (e.g. x = x * 2 instead of x.mul_(2)) or clone the tensor first."
-            )
+def _raise_changed_in_place(node: Function, box: Any, snapshot: Any) -> None:
+    raise RuntimeError(
+        f"a tensor that {node.name} saved for backward was modified in place after it was used "
+        f"(its version is now {version_number(box)}, expected {version_number(snapshot)}); "
+        "the gradient would be wrong. "
+        "Use an out-of-place op (e.g. x = x * 2 instead of x.mul_(2)) or clone the tensor first."
+    )
 
 
 def reference_walk(root: Any, grad_root: Any) -> dict[int, Any]:

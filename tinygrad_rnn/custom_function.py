@@ -17,8 +17,9 @@ function::
 
     y = Cube.apply(x, 2.0)
 
-``apply`` records one engine node (:class:`CustomNode`, named ``<function>Backward``) whose raw-array ``forward``/``backward``
-wrap the arrays in Tensors and call the user's methods with recording off, as PyTorch runs them
+``apply`` records one engine node (:class:`CustomNode`, named ``<function>Backward``) whose raw-array
+``forward``/``backward`` wrap the arrays in Tensors and call the user's methods with recording off, as
+PyTorch runs them
 (no double backward). Saved tensors go through the node's ``save_for_backward``: they are freed by
 backward and checked against in-place changes like any op's.
 """
