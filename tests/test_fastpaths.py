@@ -13,7 +13,8 @@ def _plain(a, g):
     return a.T @ g
 
 
-def test_outer_product_sum_equals_the_sum_of_the_plain_products():
+def test_outer_product_sum_equals_the_sum_of_the_plain_products(monkeypatch):
+    monkeypatch.setattr(fastpaths, "DEFER_MIN_BYTES", 0)
     rng = np.random.default_rng(0)
     pairs = [(rng.standard_normal((4, 3)), rng.standard_normal((4, 5))) for _ in range(6)]
     dense = rng.standard_normal((3, 5))
@@ -48,6 +49,7 @@ def _model_gradients(kind: str, seed: int = 0) -> dict:
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_deferred_weight_gradients_equal_the_plain_products(monkeypatch, kind):
+    monkeypatch.setattr(fastpaths, "DEFER_MIN_BYTES", 0)  # defer every weight gradient, however small
     deferred = _model_gradients(kind)
     monkeypatch.setattr(fastpaths, "outer_product", _plain)
     plain = _model_gradients(kind)
@@ -56,7 +58,13 @@ def test_deferred_weight_gradients_equal_the_plain_products(monkeypatch, kind):
         np.testing.assert_allclose(deferred[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
-def test_deferred_gradient_reaches_a_leaf_hook_and_grad_as_an_array():
+def test_a_small_weight_gradient_is_computed_at_once():
+    a, g = np.ones((4, 3)), np.ones((4, 2))
+    assert type(fastpaths.outer_product(a, g)) is np.ndarray
+
+
+def test_deferred_gradient_reaches_a_leaf_hook_and_grad_as_an_array(monkeypatch):
+    monkeypatch.setattr(fastpaths, "DEFER_MIN_BYTES", 0)
     w = tg.tensor(np.ones((3, 2)), dtype=tg.float64, requires_grad=True)
     seen = []
     w.register_hook(lambda g: seen.append(type(g._data)))
@@ -67,7 +75,8 @@ def test_deferred_gradient_reaches_a_leaf_hook_and_grad_as_an_array():
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
-def test_anomaly_mode_checks_a_deferred_gradient():
+def test_anomaly_mode_checks_a_deferred_gradient(monkeypatch):
+    monkeypatch.setattr(fastpaths, "DEFER_MIN_BYTES", 0)
     # Finite forward, but dW = xᵀ g = 1e200 · 1e200 overflows: only the deferred product is infinite.
     w = tg.tensor(np.full((2, 2), 1e-200), dtype=tg.float64, requires_grad=True)
     x = tg.tensor(np.full((1, 2), 1e200), dtype=tg.float64)
