@@ -86,6 +86,20 @@ def _indices(device, values):
 
 # One entry per op: name -> (input builder, function of the inputs giving a tensor). Ops reached through
 # the public API, the way users reach them.
+class _ProductAndSum(tg.autograd.Function):
+    """A PyTorch-style custom function (``custom_function.CustomNode`` underneath): (a * b, a + b)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b, a + b
+
+    @staticmethod
+    def backward(ctx, grad_product, grad_sum):
+        a, b = ctx.saved_tensors
+        return grad_product * b + grad_sum, grad_product * a + grad_sum
+
+
 CASES = {
     "Add": (lambda d: [_leaf(d, 3, 4), _leaf(d, 4, seed=1)], lambda a, b: a + b + 1.5),
     "Sub": (lambda d: [_leaf(d, 3, 4), _leaf(d, 3, 1, seed=1)], lambda a, b: a - b - 2),
@@ -212,6 +226,10 @@ CASES = {
     "ViewOf": (
         lambda d: [_leaf(d, 3, 4), _leaf(d, 3, seed=1)],
         lambda a, v: _view_after_write(a, v),
+    ),
+    "CustomNode": (
+        lambda d: [_leaf(d, 3, 4), _leaf(d, 3, 4, seed=1)],
+        lambda a, b: _ProductAndSum.apply(a, b)[0] * _ProductAndSum.apply(a, b)[1],
     ),
 }
 RANDOM_CASES = {"Dropout": (lambda d: [_leaf(d, 50)], lambda a: tg.dropout(a, p=0.4))}

@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from . import autograd, backend
+from . import autograd, backend, fastpaths
 from .autograd import Function
 
 
@@ -108,6 +108,6 @@ def check_backward(node: Function, input_grads: Any) -> None:
     if not autograd._anomaly_check_nan:
         return
     for i, g in enumerate(input_grads if type(input_grads) is tuple else (input_grads,)):
-        bad = _nonfinite(g)
+        bad = _nonfinite(fastpaths.dense(g))  # a deferred product is checked as the array it stands for
         if bad is not None:
             raise _anomaly_error(node, bad, f"backward gradient for input {i} (shape {tuple(g.shape)})")

@@ -1,18 +1,24 @@
-"""The tape: ``Function`` (one subclass per op, its instance is the graph node), the iterative
-backward walk, gradient modes and the one place where broadcast gradients are reduced.
+"""The tape: ``Function`` (one subclass per op; its instance is the graph node), the backward walk
+and the gradient modes, in that order. Read it as the algorithm below; ``docs/engine.md`` is the guide.
 
-How a backward pass runs
-------------------------
-Every node records the order in which it was created (``seq``). Creation order is a topological
-order of the graph (a node's inputs always exist before it), so walking nodes from the highest
-``seq`` down visits every node after all of its consumers: when a node is popped, the gradients of
-its outputs are complete. The walk keeps a heap of the nodes that have received a gradient; there is
-no recursion, so an RNN unrolled over 100,000 steps backprops like a 10-step one.
+The algorithm
+-------------
+1. Record. ``Function.apply`` runs an op forward on raw arrays and, when an input requires grad,
+   keeps the instance as a node: its parents (the node that made each input, the leaf tensor
+   itself, or None), the arrays it saved for backward, and a creation index ``seq``.
+2. Order. Creation order is a topological order (a node's inputs exist before it), so visiting
+   nodes from the highest ``seq`` down reaches every node after all of its consumers. The walk keeps
+   a heap of the nodes that have received a gradient: no recursion, so an RNN unrolled over 100,000
+   steps backprops like a 10-step one.
+3. Walk. Pop the newest node: the gradients of its outputs are now complete. Call its ``backward``,
+   free what it saved (unless ``retain_graph``), reduce each input gradient to the input's shape
+   (:func:`unbroadcast`) and add it to the parent's gradient (:func:`accumulate`: ``+=``, never
+   overwrite, so ``x * x`` is right). A gradient is popped as soon as its node has used it.
+4. Finish. Gradients that reached leaves, summed over the whole walk, pass through the leaf's hooks
+   and are added to ``leaf.grad``.
 
-Gradients flowing into a node's output are summed (``+=``, never overwritten, so ``x * x`` is right),
-popped as soon as the node has used them, and the node's saved arrays are freed unless
-``retain_graph=True``. Gradients reaching leaves are summed over the whole walk, passed through the
-leaf's hooks, then added to ``leaf.grad``.
+:func:`reference_walk` is the same algorithm in twenty plain lines; the walk here differs only in
+freeing memory early and in the speed-ups of ``fastpaths.py``, and a property test holds the two equal.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ import functools
 import heapq
 import itertools
 import warnings
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from . import backend
+from . import backend, fastpaths
 
 # The Tensor class registers itself here on import (tensor.py imports this module, not the reverse).
 Tensor: Any = None
@@ -58,10 +65,17 @@ class Function:
 
     saved: Any = ()  # None once the backward pass has freed them
     saved_versions: tuple | None = None
+    # (output index, hook) from an interior tensor's register_hook, ("pre", hook), ("post", hook)
     hooks: list | None = None
     parent_indices: tuple | None = None
     input_shapes: tuple | None = None  # only kept when some input's shape differs from the output's
     n_outputs = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if isinstance(cls.__dict__.get("forward"), staticmethod):
+            # PyTorch's form: forward(ctx, *args)/backward(ctx, *grads) on Tensors (custom_function.py).
+            cls.apply = classmethod(custom_function.apply)  # type: ignore[method-assign,assignment]
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays for the backward pass; freed when the backward pass has used them."""
@@ -85,8 +99,43 @@ class Function:
             return self.more_parents
         return (self.first,) if len(self.needs_input_grad) == 1 else (self.first, self.second)
 
+    @property
+    def next_functions(self) -> tuple:
+        """PyTorch's view of the graph: one ``(node, output_index)`` pair per positional input, where
+        ``node`` is the ``Function`` that produced the input, an :class:`AccumulateGrad` for a leaf
+        that requires grad, or ``None`` (with index 0) for an input that needs no gradient."""
+        indices = self.parent_indices or (0,) * len(self.needs_input_grad)
+        pairs = []
+        for parent, index in zip(self.parents, indices):
+            if parent is None:
+                pairs.append((None, 0))
+            elif isinstance(parent, Function):
+                pairs.append((parent, index))
+            else:
+                pairs.append((AccumulateGrad.of(parent), 0))
+        return tuple(pairs)
+
     def __repr__(self) -> str:
         return f"<{self.name} node #{self.seq}>"
+
+    def register_prehook(self, hook: Callable[[tuple], Any]) -> Callable[[], None]:
+        """Node hook run when the walk reaches this node, before its backward: ``hook(grad_outputs)``
+        gets one gradient per output (a Tensor, or None where an output received none), now
+        complete; a returned tuple replaces them. Returns a function that removes the hook."""
+        return self._add_hook("pre", hook)
+
+    def register_hook(self, hook: Callable[[tuple, tuple], Any]) -> Callable[[], None]:
+        """Node hook run right after this node's backward: ``hook(grad_inputs, grad_outputs)``, with
+        one gradient per input (None where an input needs none); a returned tuple replaces
+        ``grad_inputs``. On a recurrent step this shows dh_t arriving and dz_t leaving."""
+        return self._add_hook("post", hook)
+
+    def _add_hook(self, kind: str, hook: Callable) -> Callable[[], None]:
+        if self.hooks is None:
+            self.hooks = []
+        hooks, entry = self.hooks, (kind, hook)
+        hooks.append(entry)
+        return lambda: hooks.remove(entry) if entry in hooks else None
 
     @classmethod
     def apply(cls, *inputs: Any, **constants: Any) -> Any:
@@ -173,7 +222,31 @@ class Function:
         return output
 
 
+class AccumulateGrad:
+    """The end of a path in ``grad_fn.next_functions``: the leaf ``variable`` whose ``.grad`` the walk
+    adds into (PyTorch's ``AccumulateGrad``). One object per leaf while anyone holds it."""
+
+    _alive: ClassVar[weakref.WeakValueDictionary] = weakref.WeakValueDictionary()
+    next_functions: tuple = ()
+    name = "AccumulateGrad"
+
+    def __init__(self, variable: Any) -> None:
+        self.variable = variable
+
+    @classmethod
+    def of(cls, leaf: Any) -> AccumulateGrad:
+        # Keyed by id: the entry holds the leaf alive, so the id cannot be reused while it exists.
+        node = cls._alive.get(id(leaf))
+        if node is None:
+            node = cls._alive[id(leaf)] = cls(leaf)
+        return node
+
+    def __repr__(self) -> str:
+        return f"<AccumulateGrad of a leaf of shape {tuple(self.variable.shape)}>"
+
+
 _object_new = object.__new__
+_DEFERRED = fastpaths.OuterProductSum
 _NDARRAY = backend.NUMPY_ARRAY
 _NEEDS_ONE = (True,)
 _NEEDS_BOTH, _NEEDS_FIRST, _NEEDS_SECOND = (True, True), (True, False), (False, True)
@@ -223,12 +296,12 @@ def _wrap_outputs(ctx: Function, inputs: tuple, datas: Any, out: tuple, record: 
     """The multi-output path of :meth:`Function.apply` (split, unbind, fused cells)."""
     ensure = backend.ensure_array
     if not record:
-        return tuple(_make(ensure(o), False, None, 0) for o in out)
+        return tuple([_make(ensure(o), False, None, 0) for o in out])
     # Multi-output ops reduce or slice, so their inputs' shapes are always kept for the walk.
     _link_parents(ctx, inputs, datas, None)
     ctx.n_outputs = len(out)
     ctx.seq = _next_seq()
-    outputs = tuple(_make(ensure(o), True, ctx, i) for i, o in enumerate(out))
+    outputs = tuple([_make(ensure(o), True, ctx, i) for i, o in enumerate(out)])
     if ctx.saved:
         ctx.saved_versions = _saved_versions(ctx.saved, inputs, outputs)
     return outputs
@@ -312,6 +385,277 @@ def _explain(cls: type, error: Exception, datas: list) -> Exception:
     return type(error)(f"{cls.__name__}: {message} (input shapes: {shapes})")
 
 
+# ---- the backward walk -------------------------------------------------------------------------------
+
+
+def run_backward(root: Any, grad_root: Any, retain_graph: bool) -> None:
+    """``root.backward(grad_root)``: propagate the gradient of the loss w.r.t. ``root`` to every leaf
+    that requires grad, and add it into the leaves' ``.grad``."""
+    for leaf, grad in _walk([root], [grad_root], retain_graph).values():
+        _finish_leaf(leaf, grad)
+
+
+def leaf_gradients(roots: list, grad_roots: list, retain_graph: bool = False) -> dict[int, Any]:
+    """Backpropagate from several roots at once and return the gradients that reach the leaves,
+    ``{id(leaf): gradient array}``, without touching ``leaf.grad`` or running leaf hooks.
+
+    This is what a node that runs a graph of its own inside its backward (``checkpoint``) needs: the
+    gradients it gets back become its input gradients, and the outer walk accumulates them once.
+    """
+    found = _walk(roots, grad_roots, retain_graph)
+    return {key: fastpaths.dense(grad) for key, (_, grad) in found.items()}
+
+
+def accumulate(total: Any, grad: Any) -> Any:
+    """The one accumulation policy: every gradient that reaches the same place is added, never
+    overwritten (so ``x * x`` gets 2x). ``total`` is None for the first one.
+
+    Always out of place: the first gradient may be an array an op also handed to another input
+    (``Add`` returns ``g, g``), so adding into it would change both. A deferred weight gradient
+    (``fastpaths.OuterProductSum``) sums itself with ``+`` and stays deferred.
+    """
+    return grad if total is None else total + grad
+
+
+def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
+    """The backward walk from ``roots`` (tensors) seeded with ``grad_roots`` (arrays of their shapes).
+
+    Returns the summed leaf gradients as ``{id(leaf): [leaf, gradient]}``.
+    """
+    leaf_grads: dict[int, list] = {}
+    grads: dict[Function, Any] = {}  # node -> the gradient of its output(s), summed so far
+    heap: list = []  # (-seq, node): the newest node that has a gradient pops first
+    for root, grad_root in zip(roots, grad_roots):
+        _seed(root, grad_root, grads, heap, leaf_grads)
+
+    node = None
+    while heap:
+        node = heapq.heappop(heap)[1]
+        # Complete: every consumer was newer and has run. One array for a single-output node, a list
+        # with one entry per output (None where an output got no gradient) for a multi-output one.
+        grad = grads.pop(node)
+        single = node.n_outputs == 1
+        if not single:
+            grad = [fastpaths.dense(g) for g in grad]
+        elif type(grad) is _DEFERRED:
+            grad = grad.materialize()
+        if node.saved is None:
+            raise RuntimeError(
+                f"Trying to backward through the graph a second time: the arrays that {node.name} saved "
+                "were freed by the first backward. Pass retain_graph=True to the first backward() if you "
+                "need to backward twice, or run the forward pass again." + _stale_hint(node)
+            )
+        hooks = node.hooks
+        if hooks:
+            grad = _run_node_hooks(node, grad)
+        versions = node.saved_versions  # (box, snapshot) pairs: raise if a saved array changed since
+        if versions is not None:
+            for position in range(0, len(versions), 2):
+                if versions[position] != versions[position + 1]:
+                    _raise_changed_in_place(node, versions[position], versions[position + 1])
+        if backend._cupy is not None:  # run on the gradient's GPU, so the arrays it makes land there
+            backend.follow_device(grad if single else next(g for g in grad if g is not None))
+        input_grads = node.backward(grad) if single else node.backward(*grad)
+        if _anomaly_enabled:
+            anomaly.check_backward(node, input_grads)
+        if not retain_graph:
+            node.saved = None
+        if type(input_grads) is not tuple:
+            input_grads = (input_grads,)
+        if hooks:
+            input_grads = _run_post_hooks(node, input_grads, grad)
+        del grad
+
+        # Send each input's gradient to its parent: a node's output, or a leaf's running total.
+        shapes, indices = node.input_shapes, node.parent_indices
+        for position, parent in enumerate(node.parents):
+            grad = input_grads[position]
+            if parent is None or grad is None:
+                continue
+            if shapes is not None and grad.shape != shapes[position]:
+                grad = unbroadcast(fastpaths.dense(grad), shapes[position])
+            if isinstance(parent, Function):
+                if parent.n_outputs == 1:
+                    total = grads.get(parent)
+                    if total is None:  # the first gradient for this node: it joins the heap
+                        grads[parent] = grad
+                        heapq.heappush(heap, (-parent.seq, parent))
+                    else:
+                        grads[parent] = accumulate(total, grad)
+                else:
+                    slots = grads.get(parent)
+                    if slots is None:
+                        slots = grads[parent] = [None] * parent.n_outputs
+                        heapq.heappush(heap, (-parent.seq, parent))
+                    index = indices[position] if indices else 0
+                    slots[index] = accumulate(slots[index], grad)
+            else:  # a leaf tensor (also a subclass such as nn.Parameter)
+                entry = leaf_grads.get(id(parent))
+                if entry is None:
+                    leaf_grads[id(parent)] = [parent, grad]
+                else:
+                    entry[1] = accumulate(entry[1], grad)
+    # Nodes are popped newest first, so ``node`` is now the oldest one the walk reached.
+    if node is not None and node.seq < _step_seq:
+        warnings.warn(_STALE_GRAPH + _stale_hint(node), StaleGraphWarning, stacklevel=4)
+    return leaf_grads
+
+
+def _seed(root: Any, grad: Any, grads: dict, heap: list, leaf_grads: dict) -> None:
+    """Give ``root`` (a tensor) its gradient before the walk, as the walk itself would."""
+    node = root._ctx
+    if node is None:
+        entry = leaf_grads.setdefault(id(root), [root, None])
+        entry[1] = accumulate(entry[1], grad)
+        return
+    if node not in grads:
+        grads[node] = None if node.n_outputs == 1 else [None] * node.n_outputs
+        heapq.heappush(heap, (-node.seq, node))
+    if node.n_outputs == 1:
+        grads[node] = accumulate(grads[node], grad)
+    else:
+        grads[node][root._index] = accumulate(grads[node][root._index], grad)
+
+
+def _finish_leaf(leaf: Any, grad: Any) -> None:
+    """Run the leaf's hooks on its summed gradient, then ``leaf.grad += grad`` (created on first use)."""
+    grad = backend.ensure_array(fastpaths.dense(grad))
+    if leaf._hooks:
+        for hook in leaf._hooks:
+            result = hook(Tensor._make(grad, False, None, 0))
+            if result is not None:
+                grad = _hook_result(result, grad)
+    if leaf.grad is None:
+        # A copy: the array may also be held by an op's output or another leaf's gradient.
+        leaf.grad = Tensor._make(grad.astype(leaf._data.dtype, copy=True), False, None, 0)
+    else:
+        leaf.grad._data += grad
+
+
+def _run_node_hooks(node: Function, grad: Any) -> Any:
+    """Hooks that see a node's output gradients, complete, when the walk reaches the node: those of
+    its outputs (``h_t.register_hook(fn)`` on an interior tensor, a returned tensor replaces that
+    gradient), and its pre-hooks (``fn(grad_outputs)``, a returned tuple replaces them all)."""
+    single = node.n_outputs == 1
+    slots = [grad] if single else list(grad)
+    for kind, hook in node.hooks:
+        if kind == "pre":
+            result = hook(_as_tensors(slots))
+            replacements = () if result is None else result
+            for index, replacement in enumerate(replacements):
+                if slots[index] is not None and replacement is not None:
+                    slots[index] = _hook_result(replacement, slots[index])
+        elif kind != "post" and slots[kind] is not None:
+            result = hook(Tensor._make(slots[kind], False, None, 0))
+            if result is not None:
+                slots[kind] = _hook_result(result, slots[kind])
+    return slots[0] if single else slots
+
+
+def _run_post_hooks(node: Function, input_grads: tuple, grad: Any) -> tuple:
+    """``hook(grad_inputs, grad_outputs)`` after a node's backward; a returned tuple replaces grad_inputs."""
+    grad_outputs = [grad] if node.n_outputs == 1 else grad
+    for kind, hook in node.hooks:
+        if kind != "post":
+            continue
+        input_grads = tuple(fastpaths.dense(g) for g in input_grads)
+        result = hook(_as_tensors(input_grads), _as_tensors(grad_outputs))
+        if result is not None:
+            input_grads = tuple(
+                None if new is None or old is None else _hook_result(new, old)
+                for new, old in zip(result, input_grads)
+            )
+    return input_grads
+
+
+def _as_tensors(arrays: Any) -> tuple:
+    return tuple(None if a is None else Tensor._make(a, False, None, 0) for a in arrays)
+
+
+def _hook_result(result: Any, grad: Any) -> Any:
+    data = result._data if isinstance(result, Tensor) else result
+    if tuple(data.shape) != tuple(grad.shape):
+        raise RuntimeError(f"a hook returned a gradient of shape {tuple(data.shape)}, expected {grad.shape}")
+    return data
+
+
+def _raise_changed_in_place(node: Function, box: Any, snapshot: Any) -> None:
+    raise RuntimeError(
+        f"a tensor that {node.name} saved for backward was modified in place after it was used "
+        f"(its version is now {version_number(box)}, expected {version_number(snapshot)}); "
+        "the gradient would be wrong. "
+        "Use an out-of-place op (e.g. x = x * 2 instead of x.mul_(2)) or clone the tensor first."
+    )
+
+
+def reference_walk(root: Any, grad_root: Any) -> dict[int, Any]:
+    """The backward walk in its plainest form, for reading and for testing the real one against.
+
+    Returns ``{id(leaf): gradient}`` for every leaf that requires grad, without touching ``.grad``,
+    hooks or saved arrays (``retain_graph`` semantics). Same algorithm as :func:`_walk`: visit nodes
+    newest first (creation order is topological), call ``backward``, ``+=`` into the parents.
+    """
+    nodes, stack = {}, [root._ctx] if root._ctx is not None else []
+    while stack:  # collect every node reachable from the root
+        node = stack.pop()
+        if node not in nodes:
+            nodes[node] = None
+            stack.extend(p for p in node.parents if isinstance(p, Function))
+    grads = {root._ctx or root: {root._index: grad_root}}
+    for node in sorted(nodes, key=lambda n: -n.seq):
+        outputs = grads.pop(node, {})
+        if not outputs:
+            continue
+        input_grads = node.backward(*[fastpaths.dense(outputs.get(i)) for i in range(node.n_outputs)])
+        input_grads = input_grads if type(input_grads) is tuple else (input_grads,)
+        for position, (parent, grad) in enumerate(zip(node.parents, input_grads)):
+            if parent is None or grad is None:
+                continue
+            grad = unbroadcast(fastpaths.dense(grad), _input_shape(node, position, grad))
+            index = node.parent_indices[position] if node.parent_indices else 0
+            slot = grads.setdefault(parent, {})
+            slot[index] = slot[index] + grad if index in slot else grad
+    return {id(leaf): fastpaths.dense(g[0]) for leaf, g in grads.items() if not isinstance(leaf, Function)}
+
+
+def _input_shape(node: Function, position: int, grad: Any) -> tuple:
+    """The shape of a node's input: recorded only where it differs from the output's."""
+    return grad.shape if node.input_shapes is None else node.input_shapes[position]
+
+
+# ---- a tape that keeps growing across optimizer steps ------------------------------------------------
+
+_step_seq = -1  # creation index at the last optimizer step: older nodes saw the old parameters
+
+
+class StaleGraphWarning(UserWarning):
+    """A backward pass reached nodes recorded before the last optimizer step."""
+
+
+_STALE_GRAPH = (
+    "backward() walked back past the last optimizer step: the tape keeps growing across updates, so every "
+    "backward pass walks the whole history (its time and memory grow with the stream) and the gradient "
+    "flows through activations computed with the old weights."
+)
+
+
+def _stale_hint(node: Function) -> str:
+    if node.seq >= _step_seq:
+        return ""
+    return (
+        f" ({node.name} node #{node.seq} was recorded before the last optimizer step.) In a recurrent "
+        "training loop, detach the hidden state between updates: hidden = hidden.detach(), or "
+        "hidden = tuple(h.detach() for h in hidden) for an LSTM (tinygrad_rnn.bptt.TBPTT does this for you)."
+    )
+
+
+def mark_optimizer_step() -> None:
+    """Record that the parameters change now; optimizers call it from ``step()``. A later backward pass
+    that reaches a node recorded before this point warns (``StaleGraphWarning``) with the fix."""
+    global _step_seq
+    _step_seq = _next_seq()
+
+
 # ---- gradient modes ----------------------------------------------------------------------------------
 
 
@@ -385,384 +729,7 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return backend.ensure_array(grad)
 
 
-# ---- deferred weight gradients -------------------------------------------------------------------------
-
-
-class OuterProductSum:
-    """A gradient Σ_k a_kᵀ g_k (plus an optional dense term) kept as its factors until it is needed.
-
-    ``MatMul`` returns its weight gradient aᵀ g in this form. A recurrent weight used at every one
-    of T steps then collects T pairs instead of T (M, N) products added one by one; when the walk
-    needs the sum it is one product, [a_1; …; a_T]ᵀ [g_1; …; g_T]: the same arithmetic in one large
-    BLAS call, and no (M, N) array written T times (as the hand-written BPTT computes dW_hh after
-    its loop). The tape owns these objects: they are never passed to an op's backward, hook or user.
-    """
-
-    __slots__ = ("dense", "lefts", "rights", "shape")
-    __array_ufunc__ = None  # ndarray + this returns NotImplemented, so Python calls our __radd__
-
-    def __init__(self, left: Any, right: Any) -> None:
-        self.lefts, self.rights, self.dense = [left], [right], None
-        self.shape = (left.shape[-1], right.shape[-1])
-
-    def __add__(self, other: Any) -> OuterProductSum:
-        # Only the walk holds this object, so summing into it in place is safe.
-        if type(other) is OuterProductSum:
-            self.lefts += other.lefts
-            self.rights += other.rights
-            other = other.dense
-            if other is None:
-                return self
-        self.dense = other if self.dense is None else self.dense + other
-        return self
-
-    __radd__ = __add__
-    __iadd__ = __add__
-
-    def materialize(self) -> Any:
-        """The sum as one array: one product of the stacked factors, plus the dense term.
-
-        When the factors already lie end to end in a few buffers (a recurrent layer writes its states
-        and its step gradients into one (T, B, H) buffer each), each stretch is multiplied in place:
-        Σ_k a_kᵀ g_k = Σ_runs A_runᵀ G_run, with no concatenated copy of either side.
-        """
-        lefts, rights = self.lefts, self.rights
-        if len(lefts) == 1:
-            out = lefts[0].T @ rights[0]
-        else:
-            out = _product_of_runs(lefts, rights)
-            if out is None:
-                xp = backend.get_array_module(rights[0])
-                out = xp.concatenate(lefts).T @ xp.concatenate(rights)
-        if self.dense is not None:
-            out = out + self.dense
-        return out
-
-
-_MAX_RUNS = 4  # beyond this many stretches, one product of concatenated copies is faster
-
-
-def _product_of_runs(lefts: list, rights: list) -> Any:
-    """Σ_k lefts[k]ᵀ rights[k] as one product per stretch of factors that lie end to end in memory on
-    both sides, or None when there are more than ``_MAX_RUNS`` such stretches."""
-    if type(rights[0]) is not _NDARRAY or rights[0].base is None or rights[-1].base is None:
-        return None  # fresh arrays, not slots of a buffer (the common case outside recurrent layers)
-    if backend.data_address(rights[0]) > backend.data_address(rights[-1]):
-        # The walk collects the steps newest first; the buffers hold them oldest first.
-        lefts, rights = lefts[::-1], rights[::-1]
-    starts = {start for start, _ in backend.contiguous_runs(rights)}
-    if len(starts) > _MAX_RUNS:
-        return None
-    starts.update(start for start, _ in backend.contiguous_runs(lefts))
-    if len(starts) > _MAX_RUNS:
-        return None
-    bounds = [*sorted(starts), len(lefts)]
-    out = None
-    for start, stop in itertools.pairwise(bounds):
-        a = backend.join_run(lefts[start:stop])
-        g = backend.join_run(rights[start:stop])
-        product = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
-        if out is None:
-            out = product
-        else:
-            out += product
-    return out
-
-
-class StepGradients:
-    """A (T, ...) buffer that the T steps of an unrolled layer write their gradients into, one slot
-    each, during one backward walk.
-
-    The steps' gradients then already form the single array that ``Unbind``'s backward would stack
-    and that the deferred weight gradient would concatenate (:class:`OuterProductSum`), so both use
-    it as it is. A walk gets its own buffer (allocated on first use, uninitialised: only written slots
-    are read), and the holder lets go of it when the walk ends, so a kept graph holds no gradient
-    memory and a second walk (``retain_graph``) never writes into arrays the first one handed out.
-    """
-
-    __slots__ = ("array", "shape", "walk")
-
-    def __init__(self, shape: tuple) -> None:
-        self.shape, self.array, self.walk = shape, None, 0
-
-    def slot(self, index: int, like: Any) -> Any:
-        """Slot ``index`` for the walk in progress (dtype and device of ``like``), or None outside one."""
-        if _walk_current == 0:
-            return None
-        if self.walk != _walk_current or self.array is None:
-            self.array = backend.get_array_module(like).empty(self.shape, like.dtype)
-            self.walk = _walk_current
-            _walk_scratch.append(self)
-        return self.array[index]
-
-
-_walk_serials = itertools.count(1)
-_walk_current = 0  # serial number of the walk in progress, 0 outside any
-_walk_scratch: list = []  # StepGradients holders that handed out a buffer in the walk in progress
-
-
-def dense(grad: Any) -> Any:
-    """``grad`` as an array (a deferred :class:`OuterProductSum` is computed)."""
-    return grad.materialize() if type(grad) is OuterProductSum else grad
-
-
-# ---- the backward walk -------------------------------------------------------------------------------
-
-
-def run_backward(root: Any, grad_root: Any, retain_graph: bool) -> None:
-    """Propagate ``grad_root`` (the gradient of the loss w.r.t. ``root``) to every leaf that needs it."""
-    if root._ctx is None:
-        leaf_grads: dict[int, list] = {}
-        _add_leaf_grad(leaf_grads, root, grad_root)
-        _finish_leaves(leaf_grads)
-        return
-    _finish_leaves(_walk([root], [grad_root], retain_graph))
-
-
-def leaf_gradients(roots: list, grad_roots: list, retain_graph: bool = False) -> dict[int, Any]:
-    """Backpropagate from several roots at once and return the gradients that reach the leaves,
-    ``{id(leaf): gradient array}``, without touching ``leaf.grad`` or running leaf hooks.
-
-    This is what a node that runs a graph of its own inside its backward (``checkpoint``) needs: the
-    gradients it gets back become its input gradients, and the outer walk accumulates them once.
-    """
-    return {key: dense(entry[1]) for key, entry in _walk(roots, grad_roots, retain_graph).items()}
-
-
-def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
-    """The backward walk from ``roots`` (tensors) seeded with ``grad_roots`` (arrays of their shapes).
-
-    Returns the summed leaf gradients as ``{id(leaf): [leaf, gradient, owned]}``. Each walk has its
-    own serial number (a walk run inside a node's backward, as ``checkpoint`` does, gets a new one and
-    restores the outer one), under which :class:`StepGradients` hands out its buffers.
-    """
-    global _walk_current, _walk_scratch
-    outer = _walk_current, _walk_scratch
-    _walk_current, _walk_scratch = next(_walk_serials), []
-    try:
-        return _walk_nodes(roots, grad_roots, retain_graph)
-    finally:
-        for holder in _walk_scratch:
-            holder.array = None  # the arrays live on only in the gradients handed out
-        _walk_current, _walk_scratch = outer
-
-
-def _walk_nodes(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
-    """The body of :func:`_walk`."""
-    leaf_grads: dict[int, list] = {}
-    grads: dict[Function, Any] = {}
-    owned: set[Function] = set()  # gradient buffers created here, safe to add into in place
-    heap: list = []
-    push, pop = heapq.heappush, heapq.heappop
-    for root, grad_root in zip(roots, grad_roots):
-        start = root._ctx
-        if start is None:
-            _add_leaf_grad(leaf_grads, root, grad_root)
-        elif start.n_outputs == 1:
-            if start in grads:
-                grads[start] = grads[start] + grad_root
-            else:
-                grads[start] = grad_root
-                push(heap, (-start.seq, start))
-        else:
-            slots = grads.get(start)
-            if slots is None:
-                slots = grads[start] = [None] * start.n_outputs
-                push(heap, (-start.seq, start))
-            previous = slots[root._index]
-            slots[root._index] = grad_root if previous is None else previous + grad_root
-    tensor_type = Tensor
-
-    node = None
-    while heap:
-        node = pop(heap)[1]
-        grad = grads.pop(node)
-        if type(grad) is OuterProductSum:
-            grad = grad.materialize()
-        elif type(grad) is list:
-            grad = [dense(g) for g in grad]
-        if node.saved is None:
-            raise RuntimeError(
-                f"Trying to backward through the graph a second time: the arrays that {node.name} saved "
-                "were freed by the first backward. Pass retain_graph=True to the first backward() if you "
-                "need to backward twice, or run the forward pass again." + _stale_hint(node)
-            )
-        if node.hooks:
-            grad = _run_node_hooks(node, grad)
-        record = node.saved_versions
-        if record is not None:
-            for position in range(0, len(record), 2):
-                if record[position] != record[position + 1]:
-                    _check_versions(node)
-        if backend._cupy is not None:
-            input_grads = _backward_on_its_device(node, grad)
-        else:
-            input_grads = node.backward(grad) if node.n_outputs == 1 else node.backward(*grad)
-        del grad
-        if _anomaly_enabled:
-            anomaly.check_backward(node, input_grads)
-        if not retain_graph:
-            node.saved = None
-        if type(input_grads) is not tuple:
-            input_grads = (input_grads,)
-
-        shapes = node.input_shapes
-        indices = node.parent_indices
-        position = -1
-        parents = node.more_parents
-        if parents is None:
-            parents = (node.first, node.second)  # a single-input op's second is None
-        for parent in parents:
-            position += 1
-            if parent is None:
-                continue
-            g = input_grads[position]
-            if g is None:
-                continue
-            if shapes is not None and g.shape != shapes[position]:
-                g = unbroadcast(dense(g), shapes[position])
-            if isinstance(parent, tensor_type):  # a leaf, also a subclass such as nn.Parameter
-                entry = leaf_grads.get(id(parent))
-                if entry is None:
-                    leaf_grads[id(parent)] = [parent, g, False]
-                elif entry[2] and type(g) is not OuterProductSum:
-                    entry[1] += g
-                else:
-                    entry[1] = entry[1] + g
-                    entry[2] = True
-            elif parent.n_outputs == 1:
-                existing = grads.get(parent)
-                if existing is None:
-                    grads[parent] = g
-                    push(heap, (-parent.seq, parent))
-                elif parent in owned and type(g) is not OuterProductSum:
-                    existing += g
-                    grads[parent] = existing
-                else:
-                    grads[parent] = existing + g
-                    owned.add(parent)
-            else:
-                slots = grads.get(parent)
-                if slots is None:
-                    slots = grads[parent] = [None] * parent.n_outputs
-                    push(heap, (-parent.seq, parent))
-                index = indices[position] if indices else 0
-                slots[index] = g if slots[index] is None else slots[index] + g
-    # Nodes are popped newest first, so ``node`` is now the oldest one the walk reached.
-    if node is not None and node.seq < _step_seq:
-        warnings.warn(_STALE_GRAPH + _stale_hint(node), StaleGraphWarning, stacklevel=5)
-    return leaf_grads
-
-
-# ---- a tape that keeps growing across optimizer steps ------------------------------------------------
-
-_step_seq = -1  # creation index at the last optimizer step: older nodes saw the old parameters
-
-
-class StaleGraphWarning(UserWarning):
-    """A backward pass reached nodes recorded before the last optimizer step."""
-
-
-_STALE_GRAPH = (
-    "backward() walked back past the last optimizer step: the tape keeps growing across updates, so every "
-    "backward pass walks the whole history (its time and memory grow with the stream) and the gradient "
-    "flows through activations computed with the old weights."
-)
-
-
-def _stale_hint(node: Function) -> str:
-    if node.seq >= _step_seq:
-        return ""
-    return (
-        f" ({node.name} node #{node.seq} was recorded before the last optimizer step.) In a recurrent "
-        "training loop, detach the hidden state between updates: hidden = hidden.detach(), or "
-        "hidden = tuple(h.detach() for h in hidden) for an LSTM (tinygrad_rnn.bptt.TBPTT does this for you)."
-    )
-
-
-def mark_optimizer_step() -> None:
-    """Record that the parameters change now; optimizers call it from ``step()``. A later backward pass
-    that reaches a node recorded before this point warns (``StaleGraphWarning``) with the fix."""
-    global _step_seq
-    _step_seq = _next_seq()
-
-
-def _backward_on_its_device(node: Function, grad: Any) -> Any:
-    """Run a node's backward with its gradient's GPU current, so the arrays it makes land there."""
-    single = node.n_outputs == 1
-    backend.follow_device(grad if single else next(g for g in grad if g is not None))
-    return node.backward(grad) if single else node.backward(*grad)
-
-
-def _add_leaf_grad(leaf_grads: dict, leaf: Any, grad: Any) -> None:
-    entry = leaf_grads.get(id(leaf))
-    if entry is None:
-        leaf_grads[id(leaf)] = [leaf, grad, False]
-    elif entry[2]:
-        entry[1] += grad
-    else:
-        entry[1] = entry[1] + grad
-        entry[2] = True
-
-
-def _finish_leaves(leaf_grads: dict) -> None:
-    for leaf, grad, owned in leaf_grads.values():
-        if type(grad) is OuterProductSum:
-            grad, owned = grad.materialize(), True
-        if leaf._hooks:
-            for hook in leaf._hooks:
-                result = hook(Tensor._make(grad, False, None, 0))
-                if result is not None:
-                    grad, owned = _hook_result(result, grad), False
-        _accumulate_into(leaf, grad, owned)
-
-
-def _accumulate_into(t: Any, grad: Any, owned: bool) -> None:
-    """``t.grad += grad``, creating ``t.grad`` on first use; never aliases a buffer someone else holds."""
-    grad = backend.ensure_array(grad)
-    if grad.dtype != t._data.dtype:
-        grad = grad.astype(t._data.dtype)
-        owned = True
-    if t.grad is None:
-        t.grad = Tensor._make(grad if owned else grad.copy(), False, None, 0)
-    else:
-        t.grad._data += grad
-
-
-def _hook_result(result: Any, grad: Any) -> Any:
-    data = result._data if isinstance(result, Tensor) else result
-    if tuple(data.shape) != tuple(grad.shape):
-        raise RuntimeError(f"a hook returned a gradient of shape {tuple(data.shape)}, expected {grad.shape}")
-    return data
-
-
-def _run_node_hooks(node: Function, grad: Any) -> Any:
-    """Apply the hooks registered on the node's outputs (interior tensors) to their gradients."""
-    single = node.n_outputs == 1
-    slots = [grad] if single else list(grad)
-    for index, hook in node.hooks:
-        if slots[index] is None:
-            continue
-        result = hook(Tensor._make(slots[index], False, None, 0))
-        if result is not None:
-            slots[index] = _hook_result(result, slots[index])
-    return slots[0] if single else slots
-
-
-def _check_versions(node: Function) -> None:
-    record = node.saved_versions
-    for position in range(0, len(record), 2):
-        box, snapshot = record[position], record[position + 1]
-        if box != snapshot:
-            raise RuntimeError(
-                f"a tensor that {node.name} saved for backward was modified in place after it was used "
-                f"(its version is now {version_number(box)}, expected {version_number(snapshot)}); "
-                "the gradient would be wrong. "
-                "Use an out-of-place op (e.g. x = x * 2 instead of x.mul_(2)) or clone the tensor first."
-            )
-
-
 # Anomaly mode lives in anomaly.py; it reads and sets the two flags above, which the tape's hot path
 # checks. Imported last because it refers back to this module.
-from . import anomaly  # noqa: E402
+from . import anomaly, custom_function  # noqa: E402
 from .anomaly import detect_anomaly, is_anomaly_enabled, set_detect_anomaly  # noqa: E402, F401

@@ -20,12 +20,13 @@ class Embedding(Function):
 
     def forward(ctx, weight, indices, padding_idx):
         ctx.shape, ctx.padding_idx = weight.shape, padding_idx
-        ctx.indices = indices
+        ctx.save_for_backward(indices)
         return weight[indices]
 
     def backward(ctx, g):
+        (indices,) = ctx.saved
         grad = xp_of(g).zeros(ctx.shape, dtype=g.dtype)
-        backend.scatter_add(grad, ctx.indices, g)
+        backend.scatter_add(grad, indices, g)
         if ctx.padding_idx is not None:
             grad[ctx.padding_idx] = 0
         return grad
@@ -62,42 +63,42 @@ def _class_unrows(rows: Any, shape: tuple) -> Any:
     return xp_of(rows).moveaxis(moved, -1, 1)
 
 
-def _picked(ctx: Any, log_probs: Any, target: Any, weight: Any, ignore_index: int) -> Any:
-    """Per-row -w[t]·log p[t] (zero where t == ignore_index); keeps on ctx what the backward needs."""
+def _picked(log_probs: Any, target: Any, weight: Any, ignore_index: int) -> tuple:
+    """Per-row -w[t]·log p[t] (zero where t == ignore_index), with what the backward needs:
+    (losses, safe targets, valid mask, per-row weights)."""
     xp = xp_of(log_probs)
     t = target.reshape(-1)
     valid = t != ignore_index
-    ctx.safe = xp.where(valid, t, 0)
-    ctx.rows = xp.arange(t.shape[0])
-    ctx.valid = valid.astype(log_probs.dtype)
-    ctx.weight_t = ctx.valid if weight is None else weight[ctx.safe].astype(log_probs.dtype) * ctx.valid
-    return -log_probs[ctx.rows, ctx.safe] * ctx.weight_t
+    safe = xp.where(valid, t, 0)
+    valid = valid.astype(log_probs.dtype)
+    weight_t = valid if weight is None else weight[safe].astype(log_probs.dtype) * valid
+    return -log_probs[xp.arange(t.shape[0]), safe] * weight_t, safe, valid, weight_t
 
 
-def _reduce_rows(ctx: Any, losses: Any, reduction: str, target_shape: tuple) -> Any:
+def _reduce_rows(ctx: Any, losses: Any, weight_t: Any, reduction: str, target_shape: tuple) -> tuple:
+    """The reduced loss and the mean's denominator (Σ w[t_i], or None for "none"/"sum")."""
     ctx.reduction, ctx.target_shape = reduction, target_shape
     if reduction == "none":
-        return losses.reshape(target_shape)
+        return losses.reshape(target_shape), None
     if reduction == "sum":
-        return losses.sum()
+        return losses.sum(), None
     # Mean over the weights of the non-ignored targets, as PyTorch: 0/0 = nan when all are ignored,
     # which is the documented result, so NumPy's warning about it is silenced.
-    ctx.denominator = ctx.weight_t.sum()
+    denominator = weight_t.sum()
     errstate = getattr(xp_of(losses), "errstate", None)
     if errstate is None:
-        return losses.sum() / ctx.denominator
+        return losses.sum() / denominator, denominator
     with errstate(invalid="ignore", divide="ignore"):
-        return losses.sum() / ctx.denominator
+        return losses.sum() / denominator, denominator
 
 
-def _row_scale(ctx: Any, g: Any) -> Any:
+def _row_scale(ctx: Any, g: Any, denominator: Any) -> Any:
     """The upstream gradient of each row's loss."""
     if ctx.reduction == "none":
         return g.reshape(-1)
     if ctx.reduction == "sum":
         return g
     # Every row is ignored when the denominator is 0: their gradients are zero, as in PyTorch, not 0·∞.
-    denominator = ctx.denominator
     return g / xp_of(g).where(denominator == 0, 1, denominator)
 
 
@@ -107,14 +108,18 @@ class NLLLoss(Function):
 
     def forward(ctx, x, target, weight, ignore_index, reduction):
         ctx.shape = x.shape
-        losses = _picked(ctx, _class_rows(x), target, weight, ignore_index)
-        return _reduce_rows(ctx, losses, reduction, target.shape)
+        losses, safe, _, weight_t = _picked(_class_rows(x), target, weight, ignore_index)
+        out, denominator = _reduce_rows(ctx, losses, weight_t, reduction, target.shape)
+        ctx.save_for_backward(safe, weight_t, denominator)
+        return out
 
     def backward(ctx, g):
+        safe, weight_t, denominator = ctx.saved
         xp = xp_of(g)
-        scale = _row_scale(ctx, g) * ctx.weight_t
-        grad = xp.zeros((ctx.rows.shape[0], ctx.shape[0] if len(ctx.shape) == 1 else ctx.shape[1]), g.dtype)
-        grad[ctx.rows, ctx.safe] = -scale
+        scale = _row_scale(ctx, g, denominator) * weight_t
+        rows = safe.shape[0]
+        grad = xp.zeros((rows, ctx.shape[0] if len(ctx.shape) == 1 else ctx.shape[1]), g.dtype)
+        grad[xp.arange(rows), safe] = -scale
         return _class_unrows(grad, ctx.shape)
 
 
@@ -135,32 +140,35 @@ class CrossEntropy(Function):
         ctx.shape, ctx.smoothing = x.shape, label_smoothing
         rows = _class_rows(x)
         shifted = rows - rows.max(axis=1, keepdims=True)
-        ctx.exp = xp.exp(shifted)
-        ctx.total = ctx.exp.sum(axis=1)
-        log_total = xp.log(ctx.total)
+        exp = xp.exp(shifted)
+        total = exp.sum(axis=1)
+        log_total = xp.log(total)
         # -log p[i, t] = log Σe - shifted[i, t]
-        losses = _picked(ctx, shifted, target, weight, ignore_index) + log_total * ctx.weight_t
-        ctx.class_weight = None if weight is None else weight.astype(x.dtype)
+        losses, safe, valid, weight_t = _picked(shifted, target, weight, ignore_index)
+        losses = losses + log_total * weight_t
+        class_weight = None if weight is None else weight.astype(x.dtype)
         if label_smoothing:
             classes = rows.shape[1]
             if weight is None:
                 smooth = classes * log_total - shifted.sum(axis=1)
             else:
-                smooth = ctx.class_weight.sum() * log_total - shifted @ ctx.class_weight
-            losses = (1 - label_smoothing) * losses + (label_smoothing / classes) * smooth * ctx.valid
-        return _reduce_rows(ctx, losses, reduction, target.shape)
+                smooth = class_weight.sum() * log_total - shifted @ class_weight
+            losses = (1 - label_smoothing) * losses + (label_smoothing / classes) * smooth * valid
+        out, denominator = _reduce_rows(ctx, losses, weight_t, reduction, target.shape)
+        ctx.save_for_backward(exp, total, safe, valid, weight_t, class_weight, denominator)
+        return out
 
     def backward(ctx, g):
-        scale = _row_scale(ctx, g)
-        nll_scale = (1 - ctx.smoothing) * scale * ctx.weight_t
+        exp, total, safe, valid, weight_t, w, denominator = ctx.saved
+        scale = _row_scale(ctx, g, denominator)
+        nll_scale = (1 - ctx.smoothing) * scale * weight_t
         probability_scale = nll_scale
         if ctx.smoothing:
-            classes = ctx.exp.shape[1]
-            w = ctx.class_weight
-            smooth_scale = (ctx.smoothing / classes) * scale * ctx.valid
+            classes = exp.shape[1]
+            smooth_scale = (ctx.smoothing / classes) * scale * valid
             probability_scale = nll_scale + smooth_scale * (classes if w is None else w.sum())
-        grad = ctx.exp * (probability_scale / ctx.total)[:, None]
-        grad[ctx.rows, ctx.safe] -= nll_scale
+        grad = exp * (probability_scale / total)[:, None]
+        grad[xp_of(grad).arange(grad.shape[0]), safe] -= nll_scale
         if ctx.smoothing:
             grad -= smooth_scale[:, None] if w is None else smooth_scale[:, None] * w
         return _class_unrows(grad, ctx.shape)

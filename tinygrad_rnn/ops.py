@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import autograd, backend
-from .autograd import Function, OuterProductSum
+from . import backend, fastpaths
+from .autograd import Function
 from .fused_ops import GRUCellPointwise as GRUCellPointwise
 from .fused_ops import LSTMCellPointwise as LSTMCellPointwise
 from .loss_ops import CrossEntropy as CrossEntropy
@@ -339,7 +339,9 @@ class MatMul(Function):
     """out = a @ b (1-D, 2-D or batched with broadcasting, as ``numpy.matmul``).
 
     With both promoted to matrices (a vector a becomes a row, a vector b a column):
-    da = g @ bᵀ, db = aᵀ @ g, then reduced over broadcast batch axes and reshaped back.
+    da = g @ bᵀ, db = aᵀ @ g, then reduced over broadcast batch axes and reshaped back. For two
+    matrices db is returned as ``fastpaths.outer_product(a, g)``: the value aᵀ @ g, summed lazily
+    with the other uses of b (one product for a weight used at every step of a sequence).
     """
 
     def forward(ctx, a, b):
@@ -351,13 +353,10 @@ class MatMul(Function):
     def backward(ctx, g):
         a, b = ctx.saved
         if a.ndim == 2 and b.ndim == 2:
-            # The common case (every step of a recurrent layer) first. The weight gradient aᵀ g is
-            # returned deferred: summed over all uses of the weight, it becomes one product.
+            # The common case (every step of a recurrent layer) first.
             needs = ctx.needs_input_grad
             da = g @ b.T if needs[0] else None
-            if not needs[1]:
-                return da, None
-            return da, (OuterProductSum(a, g) if not autograd._anomaly_enabled else a.T @ g)
+            return da, (fastpaths.outer_product(a, g) if needs[1] else None)
         xp = xp_of(g)
         if a.ndim == 1 and b.ndim == 1:
             return g * b, g * a
@@ -412,56 +411,32 @@ class AddMatMul(MatMul):
 
 class TanhAddMatMul(Function):
     """out = tanh(a @ b + c) for matrices a (B, K), b (K, N) and c broadcast to (B, N): the step of a
-    vanilla RNN, h' = tanh(h W_hhᵀ + (W_ih x + b)), as one node instead of two.
+    vanilla RNN, h' = tanh(h W_hhᵀ + (W_ih x + b)), as one node instead of MatMul -> Add -> Tanh.
 
-    With d = g ⊙ (1 - out²): da = d @ bᵀ, db = aᵀ @ d (deferred, as :class:`MatMul`'s), dc = d.
-
-    A recurrent layer passes ``out``, slot t of a (T, B, N) buffer it allocated for its states, and
-    ``grads`` (an :class:`autograd.StepGradients`) with ``index`` t: the step writes its state into
-    that slot and, in the backward walk, d into slot t of the walk's gradient buffer. The T states and
-    the T values of d then each lie end to end in one buffer, which the deferred dW product and
-    ``Unbind``'s backward use without copying. Without them (or when the shapes or dtypes do not
-    match the slot) the op uses fresh arrays.
+    With d = g ⊙ (1 - out²): da = d @ bᵀ, db = aᵀ @ d (as ``fastpaths.outer_product(a, d)``, the
+    same value summed lazily over the steps), dc = d.
     """
 
-    def forward(ctx, a, b, c, out=None, grads=None, index=0):
+    def forward(ctx, a, b, c):
         if a.ndim != 2 or b.ndim != 2:
             raise ValueError(f"TanhAddMatMul: a and b must be matrices, got shapes {a.shape} and {b.shape}")
-        xp = xp_of(a)
-        if (
-            out is not None
-            and a.dtype == b.dtype == c.dtype == out.dtype
-            and c.shape == out.shape == (a.shape[0], b.shape[1])
-        ):
-            xp.matmul(a, b, out=out)
-            out += c
-            ctx.grads, ctx.index = grads, index
+        out = a @ b
+        if c.shape == out.shape and c.dtype == out.dtype:
+            out += c  # the product is a fresh buffer nobody else holds
         else:
-            out = a @ b
-            if c.shape == out.shape and c.dtype == out.dtype:
-                out += c
-            else:
-                out = out + c
-            ctx.grads = None
-        xp.tanh(out, out=out)  # ``out`` is this op's fresh buffer or its slot of the layer's
+            out = out + c
+        xp_of(out).tanh(out, out=out)
         ctx.save_for_backward(a, b, out)
         return out
 
     def backward(ctx, g):
         a, b, out = ctx.saved
-        xp = xp_of(out)
-        d = None if ctx.grads is None else ctx.grads.slot(ctx.index, out)
-        if d is None:
-            d = out * out
-        else:
-            xp.multiply(out, out, out=d)
-        xp.subtract(1, d, out=d)
+        d = out * out
+        xp_of(out).subtract(1, d, out=d)
         d *= g
         needs = ctx.needs_input_grad
         da = d @ b.T if needs[0] else None
-        db = None
-        if needs[1]:
-            db = OuterProductSum(a, d) if not autograd._anomaly_enabled else a.T @ d
+        db = fastpaths.outer_product(a, d) if needs[1] else None
         return da, db, (d if needs[2] else None)
 
 

@@ -165,12 +165,7 @@ class Unbind(Function):
     def backward(ctx, *grads):
         xp = xp_of(next(g for g in grads if g is not None))
         if all(g is not None for g in grads):
-            # Every step has a gradient (a full recurrent pass): one stack, no zero fill, no loop; no
-            # copy at all when the steps wrote their gradients into one buffer, in order.
-            if ctx.dim == 0:
-                joined = backend.join_views(grads)
-                if joined is not None:
-                    return joined
+            # Every step has a gradient (a full recurrent pass): one stack, no zero fill, no loop.
             return xp.stack(grads, axis=ctx.dim)
         grad = xp.zeros(ctx.shape, dtype=_dtype_of(grads))
         moved = xp.moveaxis(grad, ctx.dim, 0) if ctx.dim else grad

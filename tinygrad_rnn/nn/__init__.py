@@ -36,3 +36,7 @@ from .transformer import (
 from .activation import Hardtanh, LogSigmoid, PReLU, ReLU6, SiLU, Softsign, Unflatten
 from .containers import ParameterDict, ParameterList
 from .module import RemovableHandle
+
+# isort: split
+# Recording recurrent layers as their plain per-step ops (docs/bptt.md §3)
+from .rnn import unfused as unfused

@@ -7,8 +7,8 @@ its per-step cost is the whole cost of a small recurrent network:
 
 * the input projection of every timestep is one matmul before the loop, ``(T*B, I) @ W_ihᵀ``, with
   the biases that simply add (RNN and LSTM: b_ih + b_hh) folded into it;
-* one ``Unbind`` op splits that projection into T steps, and its backward writes every step's
-  gradient into one buffer; ``W_hh`` is transposed once and the outputs are stacked once;
+* one ``Unbind`` op splits that projection into T steps; ``W_hh`` is transposed once and the outputs
+  are stacked once;
 * inside the loop the recurrent product and the pointwise maths call the ops directly.
 
 The elementwise maths of one step lives in the ``_*_pointwise`` functions below, so that a fused
@@ -22,11 +22,12 @@ where x_* = W_i* x + b_i* and h_* = W_h* h + b_h* (the reset gate multiplies W_h
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
 
-from .. import autograd, backend, functions, ops
+from .. import functions, ops
 from ..tensor import Tensor
 from . import init
 from .module import Module, Parameter
@@ -35,12 +36,42 @@ from .utils.rnn import PackedSequence
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
-# A tanh RNN whose step has at least this many elements (batch × hidden) writes its states and step
-# gradients into one (T, B, H) buffer each (see ``TanhAddMatMul``); smaller steps use fresh arrays.
-SHARED_STEP_BUFFERS_MIN = 4096
+
+# ---- the switch between fused and plain steps ----------------------------------------------------------
+
+_fused = True
 
 
-# ---- one step's elementwise maths (replaceable by fused kernels) -------------------------------------
+class unfused:
+    """Inside ``with nn.unfused():`` recurrent layers and cells record the plain ops of each step
+    instead of the fused nodes, so the tape shows exactly the nodes of the derivation in docs/bptt.md.
+
+    Per step: RNN ``MatMul -> Add -> Tanh`` (``Relu`` for ``nonlinearity='relu'``) instead of one
+    ``TanhAddMatMul``; LSTM ``MatMul -> Add`` for the gates, ``Split`` into i, f, g, o, ``Sigmoid``/
+    ``Tanh`` on each and ``Mul``/``Add`` for c' and h' instead of ``AddMatMul`` + ``LSTMCellPointwise``;
+    GRU likewise for r, z, n and h' instead of ``GRUCellPointwise``. The input projection of a whole
+    sequence is ``MatMul`` then ``Add`` instead of ``AddMatMul``. Values and gradients are the same
+    (up to rounding); the fused tape is faster. Works as a decorator too.
+    """
+
+    def __enter__(self) -> None:
+        global _fused
+        self.previous, _fused = _fused, False
+
+    def __exit__(self, *exc: Any) -> None:
+        global _fused
+        _fused = self.previous
+
+    def __call__(self, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with unfused():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+# ---- one step's elementwise maths (fused ops, or their plain ops under ``unfused()``) -----------------
 
 
 def _rnn_tanh_pointwise(gates: Tensor) -> Tensor:
@@ -60,7 +91,13 @@ def _lstm_pointwise(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     step, which measured 1.43x -> 1.22x the hand-written BPTT's time at the medium size (see
     docs/performance.md).
     """
-    return ops.LSTMCellPointwise.apply(gates, c)
+    if _fused:
+        return ops.LSTMCellPointwise.apply(gates, c)
+    a_i, a_f, a_g, a_o = ops.Split.apply(gates, sizes=_quarters(gates, 4), dim=gates.ndim - 1)
+    i, f, o = ops.Sigmoid.apply(a_i), ops.Sigmoid.apply(a_f), ops.Sigmoid.apply(a_o)
+    g = ops.Tanh.apply(a_g)
+    c_new = ops.Add.apply(ops.Mul.apply(f, c), ops.Mul.apply(i, g))
+    return ops.Mul.apply(o, ops.Tanh.apply(c_new)), c_new
 
 
 def _gru_pointwise(input_gates: Tensor, hidden_gates: Tensor, h: Tensor) -> Tensor:
@@ -70,7 +107,24 @@ def _gru_pointwise(input_gates: Tensor, hidden_gates: Tensor, h: Tensor) -> Tens
     One fused op on every device, as for the LSTM (medium size: 1.84x -> 1.16x the hand-written
     BPTT's time on the CPU).
     """
-    return ops.GRUCellPointwise.apply(input_gates, hidden_gates, h)
+    if _fused:
+        return ops.GRUCellPointwise.apply(input_gates, hidden_gates, h)
+    x_r, x_z, x_n = ops.Split.apply(input_gates, sizes=_quarters(input_gates, 3), dim=input_gates.ndim - 1)
+    h_r, h_z, h_n = ops.Split.apply(hidden_gates, sizes=_quarters(hidden_gates, 3), dim=hidden_gates.ndim - 1)
+    r = ops.Sigmoid.apply(ops.Add.apply(x_r, h_r))
+    z = ops.Sigmoid.apply(ops.Add.apply(x_z, h_z))
+    n = ops.Tanh.apply(ops.Add.apply(x_n, ops.Mul.apply(r, h_n)))
+    return ops.Add.apply(n, ops.Mul.apply(z, ops.Sub.apply(h, n)))
+
+
+def _quarters(gates: Tensor, parts: int) -> tuple:
+    """The sizes of the ``parts`` equal gate blocks of the last axis."""
+    return (gates.shape[-1] // parts,) * parts
+
+
+def _plain_addmm(a: Tensor, b: Tensor, c: Tensor) -> Tensor:
+    """a @ b + c as the two nodes MatMul -> Add (what ``AddMatMul`` fuses)."""
+    return ops.Add.apply(ops.MatMul.apply(a, b), c)
 
 
 # ---- shared parameter handling -------------------------------------------------------------------------
@@ -228,13 +282,17 @@ class _RNNBase(Module):
             # b_hh adds straight onto W_ih x for RNN and LSTM; a GRU's b_hn sits inside r ⊙ (·). The
             # bias is added into the product's buffer (AddMatMul): no second (T·B, G·H) array.
             bias = bias_ih if self.mode == "GRU" else ops.Add.apply(bias_ih, bias_hh)
-            projection = ops.AddMatMul.apply(flat, weight_ih_t, bias)
+            if _fused:
+                projection = ops.AddMatMul.apply(flat, weight_ih_t, bias)
+            else:
+                projection = ops.Add.apply(ops.MatMul.apply(flat, weight_ih_t), bias)
         rows = projection.shape[1]
         inputs = ops.Unbind.apply(ops.Reshape.apply(projection, shape=(steps, batch, rows)), dim=0)
         order = range(steps - 1, -1, -1) if reverse else range(steps)
         outputs: list[Tensor] = []
         # One AddMatMul per step: W_hh h plus the step's slice of the projection, one node, one buffer.
-        matmul, addmm = ops.MatMul.apply, ops.AddMatMul.apply
+        matmul = ops.MatMul.apply
+        addmm = ops.AddMatMul.apply if _fused else _plain_addmm
         if self.mode == "LSTM":
             for t in order:
                 h, c = _lstm_pointwise(addmm(h, weight_hh_t, inputs[t]), c)
@@ -248,23 +306,13 @@ class _RNNBase(Module):
                 h = _gru_pointwise(inputs[t], hidden_gates, h)
                 outputs.append(h)
         elif self.mode == "RNN_TANH":
-            # The whole step, tanh(h W_hhᵀ + projection slice), is one node. Step t writes h_t into
-            # slot t of one (T, B, H) buffer and, backward, its pre-activation gradient into slot t of
-            # one gradient buffer, so dW_hh is one product over the two (no concatenated copies).
-            # Small steps skip the buffers: below SHARED_STEP_BUFFERS_MIN elements per step the copies
-            # they save cost less than the per-step bookkeeping (measured: the long size, B·H = 512).
-            step = ops.TanhAddMatMul.apply
-            if batch * rows >= SHARED_STEP_BUFFERS_MIN:
-                xp = backend.get_array_module(projection._data)
-                states = xp.empty((steps, batch, rows), projection.dtype)
-                step_grads = autograd.StepGradients((steps, batch, rows))
-                for t in order:
-                    h = step(h, weight_hh_t, inputs[t], out=states[t], grads=step_grads, index=t)
-                    outputs.append(h)
-            else:
-                for t in order:
-                    h = step(h, weight_hh_t, inputs[t])
-                    outputs.append(h)
+            # The whole step, tanh(h W_hhᵀ + projection slice), is one TanhAddMatMul node.
+            for t in order:
+                if _fused:
+                    h = ops.TanhAddMatMul.apply(h, weight_hh_t, inputs[t])
+                else:  # the three nodes of docs/bptt.md §3
+                    h = ops.Tanh.apply(ops.Add.apply(ops.MatMul.apply(h, weight_hh_t), inputs[t]))
+                outputs.append(h)
         else:
             for t in order:
                 h = _rnn_relu_pointwise(addmm(h, weight_hh_t, inputs[t]))
