@@ -210,27 +210,7 @@ class Tensor(InPlaceMethods, TensorMethods, PointwiseMethods, StructureMethods):
         ``gradient`` defaults to 1 for a one-element tensor; any other shape needs it given.
         Without ``retain_graph`` the saved arrays of the walked graph are freed.
         """
-        if not self.requires_grad:
-            raise RuntimeError(
-                f"backward() called on a tensor of shape {self.shape} that does not require grad: no "
-                "tensor it was computed from has requires_grad=True (or it was computed under no_grad, "
-                "or detached)"
-            )
-        if gradient is None:
-            if self._data.size != 1:
-                raise RuntimeError(
-                    f"backward() without a gradient needs a one-element (scalar) output, got shape "
-                    f"{self.shape}; reduce it (e.g. loss.sum()) or pass gradient= of that shape"
-                )
-            grad = self._xp.ones(self._data.shape, dtype=self.dtype)  # a fresh seed: backward may add into it
-        else:
-            grad = gradient._data if isinstance(gradient, Tensor) else gradient
-            grad = backend.as_array(grad, self.dtype, self.device, copy=False)
-            if tuple(grad.shape) != self.shape:
-                raise RuntimeError(
-                    f"backward(): gradient has shape {tuple(grad.shape)} "
-                    f"but the tensor has shape {self.shape}"
-                )
+        grad = autograd.seed_gradient(self, gradient, "backward()")
         autograd.run_backward(self, grad, retain_graph)
 
     def detach(self) -> Tensor:
