@@ -13,7 +13,7 @@ A detached value or a ``no_grad`` island is a constant for the gradient, so duri
 differences it is frozen at the value it had at the unperturbed point (that is what its gradient of
 zero means); the same holds for the data-dependent choice of squashing a value that grew large.
 
-Sizes follow the hypothesis profile: ``CI=true`` runs the small "ci" profile, and
+Sizes follow the hypothesis profile: the default "ci" profile runs a small fixed set, and
 ``HYPOTHESIS_PROFILE=long`` checks tens of thousands of graphs. The number of graphs checked is
 printed at the end (``pytest -s``).
 """
