@@ -46,6 +46,14 @@ class Unrolled(Module):
 
 
 def _time_dim(model: Any, batch_first: bool | None) -> int:
+    """The time dimension of the model's input; refuses a model that cannot be run one step at a time."""
+    modules = model.modules() if isinstance(model, Module) else [model]
+    if any(getattr(module, "bidirectional", False) for module in modules):
+        # Run a step at a time, the reverse direction would see one step per call: another model.
+        raise ValueError(
+            "gradflow measures a model run one step at a time, which a bidirectional recurrent layer "
+            "cannot be (its reverse direction needs the whole sequence); measure each direction separately"
+        )
     return 1 if (getattr(model, "batch_first", False) if batch_first is None else batch_first) else 0
 
 
