@@ -345,3 +345,14 @@ def test_a_loop_that_detaches_the_hidden_state_does_not_warn():
         warnings.simplefilter("error", tg.autograd.StaleGraphWarning)
         undetached_training_loop(4, detach=True, retain_graph=True)
         undetached_training_loop(4, detach=True, retain_graph=False)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_an_unbatched_input_gives_the_norms_of_a_batch_of_one(cell):
+    layer, inputs, targets, *_ = stacked(cell, batch=1)
+    batched = gradflow.state_gradients(layer, F.mse_loss, tg.tensor(inputs), tg.tensor(targets))
+    unbatched = gradflow.state_gradients(layer, F.mse_loss, tg.tensor(inputs[:, 0]), tg.tensor(targets[:, 0]))
+    for field in ("total", "future", "output"):
+        assert relative_error(getattr(unbatched, field), getattr(batched, field)) < 1e-12, field
+    with pytest.raises(ValueError, match=r"unbatched input .*\(inputs\.unsqueeze\(1\)\)"):
+        gradflow.jacobian_products(layer, tg.tensor(inputs[:, 0]))

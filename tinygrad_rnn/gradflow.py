@@ -145,7 +145,7 @@ def state_gradients(
     direct = [_grad(p) for p in output_probes]
     total = None
     if output_is_state:
-        top = [_top_layer(_grad(probes[0])) for probes in state_probes]
+        top = [_top_layer(model, _grad(probes[0])) for probes in state_probes]
         total = [_norm(d.reshape(top_h.shape) + top_h) for d, top_h in zip(direct, top)]
     return StateGradients(float(loss.item()), future, [_norm(d) for d in direct], total)
 
@@ -158,9 +158,13 @@ def _grad(t: Tensor) -> Any:
     return t.grad._data if t.grad is not None else t._data * 0
 
 
-def _top_layer(h: Any) -> Any:
-    """h_t of the top layer: a (layers, B, H) state's last layer; a (B, H) state as it is."""
-    return h[-1] if h.ndim == 3 else h
+def _top_layer(model: Any, h: Any) -> Any:
+    """h_t of the top layer: the last layer of ``nn.RNN``/``nn.LSTM``/``nn.GRU``'s (layers, B, H) state,
+    or (layers, H) for an unbatched input; another model's (layers, B, H) state's last layer; a (B, H)
+    state as it is."""
+    from .nn.rnn import _RNNBase
+
+    return h[-1] if isinstance(model, _RNNBase) or h.ndim == 3 else h
 
 
 class _parameters_frozen:
@@ -311,7 +315,15 @@ def jacobian_products(
     state is row i of the Jacobian. One forward and one backward of a D-times larger batch per step,
     whatever the cell.
     """
+    from .nn.rnn import _RNNBase
+
     time_dim = _time_dim(model, batch_first)
+    if isinstance(model, _RNNBase) and inputs.ndim == 2:
+        # The replicas are stacked along the batch axis, which an unbatched (T, I) input lacks.
+        raise ValueError(
+            f"jacobian_products: unbatched input of shape {inputs.shape}; give it a batch axis of size 1 "
+            f"({'inputs.unsqueeze(0)' if time_dim == 1 else 'inputs.unsqueeze(1)'})"
+        )
     steps = inputs.shape[time_dim]
     batch_dim = 1 - time_dim
     with no_grad():
