@@ -498,12 +498,15 @@ def test_the_driver_gives_the_same_updates_on_each_device(device):
 @pytest.mark.parametrize(
     ("semantics", "k1", "k2", "most", "last"),
     [
-        # window: the state the next window starts from (stop + k1 - k2) and the block ends since then
+        # window: the state the next window starts from (stop + k1 - k2) and the block ends since then,
+        # ⌈(k2 - k1) / k1⌉ + 1 states
         ("window", 4, 9, 3, [95, 96, 100]),
+        ("window", 2, 9, 5, [93, 94, 96, 98, 100]),
         ("window", 5, 5, 1, [100]),
         # per_loss: h_p for the k2 positions stop - k2 + 1 ... stop, where later losses' reaches begin
         ("per_loss", 3, 7, 7, list(range(94, 101))),
         ("per_loss", 8, 3, 3, [98, 99, 100]),
+        ("per_loss", 6, 2, 2, [99, 100]),
     ],
 )
 def test_only_the_states_later_updates_start_from_are_kept(semantics, k1, k2, most, last):
