@@ -4,7 +4,8 @@ Jacobian products ∂h_t/∂h_k and their singular values, and the effective mem
 Every measurement runs the model one step at a time, ``output, hidden = model(chunk_of_one_step,
 hidden)``, so it works for any recurrent model with that calling convention (``nn.RNN``, ``nn.LSTM``,
 ``nn.GRU``, a cell wrapped in :class:`Unrolled`, a model with a read-out), and lets the engine's own
-``backward()`` do the differentiating: nothing here knows a cell's formulas.
+``backward()`` do the differentiating: nothing here knows a cell's formulas. A bidirectional layer
+cannot be run one step at a time (its reverse direction needs the whole sequence), so it is refused.
 """
 
 from __future__ import annotations
