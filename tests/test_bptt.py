@@ -353,6 +353,37 @@ def test_trainer_reduces_the_loss_and_clips_the_gradient():
     assert any(norm > 0.5 for norm in trainer.grad_norms)  # the clip was exercised
 
 
+def test_the_optimizer_sees_the_gradients_clipped_to_clip_norm():
+    class Recording:
+        """Takes no step; records the gradients as the optimizer finds them."""
+
+        def __init__(self, params):
+            self.params, self.seen = params, []
+
+        def step(self):
+            self.seen.append([p.grad.numpy().copy() for p in self.params])
+
+    def run(clip_norm):
+        model = TinyLSTM(seed=2)
+        inputs, _ = make_stream(model, steps=24, seed=4)
+        optimizer = Recording(list(model.parameters()))
+        trainer = TBPTTTrainer(model, optimizer, k1=6, k2=8, clip_norm=clip_norm, loss_fn=mean_squares)
+        trainer.train_epoch([(inputs, 0.5 * inputs)])
+        return trainer, optimizer.seen
+
+    _, unclipped = run(None)
+    norms = [np.sqrt(sum(np.sum(g**2) for g in grads)) for grads in unclipped]
+    clip = float(np.median(norms))
+    trainer, clipped = run(clip)
+    assert min(norms) < clip < max(norms)  # some updates are clipped, some are not
+    np.testing.assert_allclose(trainer.grad_norms, norms, rtol=1e-12)
+    for before, after, norm in zip(unclipped, clipped, norms):
+        coefficient = min(1.0, clip / (norm + 1e-6))
+        for g_before, g_after in zip(before, after):
+            np.testing.assert_allclose(g_after, coefficient * g_before, rtol=1e-12, atol=0)
+        assert np.sqrt(sum(np.sum(g**2) for g in after)) <= clip * (1 + 1e-12)
+
+
 def test_trainer_updates_yield_after_each_step_and_match_train_epoch():
     class CountingStep:
         def __init__(self, params):
@@ -465,15 +496,27 @@ def test_the_driver_gives_the_same_updates_on_each_device(device):
 
 
 @pytest.mark.parametrize(
-    ("semantics", "k1", "k2"), [("window", 4, 9), ("per_loss", 3, 7), ("per_loss", 8, 3)]
+    ("semantics", "k1", "k2", "most", "last"),
+    [
+        # window: the state the next window starts from (stop + k1 - k2) and the block ends since then,
+        # ⌈(k2 - k1) / k1⌉ + 1 states
+        ("window", 4, 9, 3, [95, 96, 100]),
+        ("window", 2, 9, 5, [93, 94, 96, 98, 100]),
+        ("window", 5, 5, 1, [100]),
+        # per_loss: h_p for the k2 positions stop - k2 + 1 ... stop, where later losses' reaches begin
+        ("per_loss", 3, 7, 7, list(range(94, 101))),
+        ("per_loss", 8, 3, 3, [98, 99, 100]),
+        ("per_loss", 6, 2, 2, [99, 100]),
+    ],
 )
-def test_at_most_k2_plus_one_states_are_kept_between_updates(semantics, k1, k2):
+def test_only_the_states_later_updates_start_from_are_kept(semantics, k1, k2, most, last):
     model = TinyRNN()
     inputs, targets = make_stream(model, steps=100)
     driver = TBPTT(model, mean_squares, k1=k1, k2=k2, semantics=semantics)
-    kept = [len(driver.stored_states) for _ in driver.updates(inputs, targets)]
+    kept = [sorted(driver.stored_states) for _ in driver.updates(inputs, targets)]
     assert len(kept) == math.ceil(100 / k1)
-    assert max(kept) <= k2 + 1
+    assert max(len(positions) for positions in kept) == most
+    assert kept[-1] == last
 
 
 @given(

@@ -84,6 +84,25 @@ def test_only_one_output_of_a_tuple_receiving_a_gradient():
     _assert_same(_grads([x, w]), expected)
 
 
+@pytest.mark.parametrize(
+    "fn",
+    [lambda x, w: ((x @ w).tanh(),) * 2, lambda x, w: (x, x)],
+    ids=["a_node_output_twice", "an_input_passed_through_twice"],
+)
+def test_a_tensor_returned_twice_gets_both_outputs_gradients(fn):
+    # The recomputation seeds the walk from the same tensor once per output: both seeds must arrive.
+    x, w = _leaf((2, 3), 0), _leaf((3, 3), 1)
+    a, b = _leaf((2, 3), 2, requires_grad=False), _leaf((2, 3), 3, requires_grad=False)
+
+    def loss(outputs):
+        return (outputs[0] * a).sum() + (outputs[1] * b).sum()
+
+    loss(fn(x, w)).backward()
+    plain = _grads([x, w])
+    loss(checkpoint(fn, x, w)).backward()
+    _assert_same(_grads([x, w]), plain, rtol=1e-12)
+
+
 def test_a_weight_used_inside_and_outside_gets_the_sum_of_both_paths():
     w = _leaf((3, 3))
     x = _leaf((2, 3), 1, requires_grad=False)

@@ -13,7 +13,7 @@ A detached value or a ``no_grad`` island is a constant for the gradient, so duri
 differences it is frozen at the value it had at the unperturbed point (that is what its gradient of
 zero means); the same holds for the data-dependent choice of squashing a value that grew large.
 
-Sizes follow the hypothesis profile: ``CI=true`` runs the small "ci" profile, and
+Sizes follow the hypothesis profile: the default "ci" profile runs a small fixed set, and
 ``HYPOTHESIS_PROFILE=long`` checks tens of thousands of graphs. The number of graphs checked is
 printed at the end (``pytest -s``).
 """
@@ -220,10 +220,11 @@ def _draw_dims(draw: Callable, ndim: int) -> tuple:
     return tuple(d - ndim if draw(st.booleans()) else d for d in dims)  # negative dims too
 
 
-def _draw_step(draw: Callable, shapes: list, kinds: tuple) -> Step | None:
+def _draw_step(draw: Callable, shapes: list, kinds: tuple, first: int | None = None) -> Step | None:
     """Draw one step valid for the shapes in the pool, or None when the drawn kind does not fit."""
     kind = draw(st.sampled_from(kinds))
-    first = draw(st.integers(0, len(shapes) - 1))
+    if first is None:
+        first = draw(st.integers(0, len(shapes) - 1))
     a = shapes[first]
     ndim = len(a)
     if math.prod(a) == 0:
@@ -335,10 +336,22 @@ def _draw_shape(draw: Callable, base: tuple) -> tuple:
     return tuple(draw(st.sampled_from([n, 1])) for n in base[len(base) - keep :])
 
 
+# The kinds whose ops need a value with at least one axis; a leaf has one whenever one of them is required.
+NEED_AN_AXIS = ("reduce", "move", "join", "matmul")
+
+
 @st.composite
-def programs(draw: Callable, kinds: tuple, min_steps: int = 1, max_steps: int = 8) -> tuple:
-    """A random graph: float64 leaves (some not requiring grad) and a list of steps valid for them."""
-    base = tuple(draw(st.lists(st.integers(1, 3), min_size=0, max_size=3)))
+def programs(
+    draw: Callable, kinds: tuple, min_steps: int = 1, max_steps: int = 8, required: tuple = ()
+) -> tuple:
+    """A random graph: float64 leaves (some not requiring grad) and a list of steps valid for them.
+
+    Each kind in ``required`` ("reduce", "move", "join", "unary", "binary") opens the program with one
+    step of that kind, not frozen, whose values the loss reads, so every graph drawn exercises those
+    ops' gradients; the random steps that follow may read them too.
+    """
+    needs_axis = any(kind in NEED_AN_AXIS for kind in required)
+    base = tuple(draw(st.lists(st.integers(1, 3), min_size=1 if needs_axis else 0, max_size=3)))
     n_leaves = draw(st.integers(1, 3))
     shapes = [base] + [_draw_shape(draw, base) for _ in range(n_leaves - 1)]
     seed = draw(st.integers(0, 2**32 - 1))
@@ -350,6 +363,17 @@ def programs(draw: Callable, kinds: tuple, min_steps: int = 1, max_steps: int = 
     steps: list[Step] = []
     pool = list(leaves)
     cache: dict = {}
+    read = []  # pool positions made by the required steps
+    for kind in required:
+        shapes = [tuple(v.shape) for v in pool]
+        # Leaf 0 always qualifies: it has the base shape, nonempty, with an axis when one is needed.
+        fits = [i for i, shape in enumerate(shapes) if math.prod(shape) and (shape or not needs_axis)]
+        step = _draw_step(draw, shapes, (kind,), first=draw(st.sampled_from(fits)))
+        assert step is not None, f"no {kind} step fits {shapes}"
+        steps.append(step)
+        made = len(pool)
+        pool = list(run_program(leaves, steps, cache))
+        read += range(made, len(pool))
     for _ in range(draw(st.integers(min_steps, max_steps))):
         step = _draw_step(draw, [tuple(v.shape) for v in pool], kinds)
         if step is None:
@@ -360,7 +384,7 @@ def programs(draw: Callable, kinds: tuple, min_steps: int = 1, max_steps: int = 
         pool = list(run_program(leaves, steps, cache))
     # The values the loss reads: the last one and a random part of the rest, so some branches and some
     # outputs of split/unbind get no gradient at all.
-    outputs = [i for i in range(len(pool) - 1) if draw(st.booleans())] + [len(pool) - 1]
+    outputs = [i for i in range(len(pool) - 1) if i in read or draw(st.booleans())] + [len(pool) - 1]
     return leaves, steps, outputs
 
 
@@ -387,28 +411,61 @@ def _report_count():
     print(f"\nfuzzed {GRAPHS_CHECKED[0]} random graphs")
 
 
+# Each fuzz test's strategy: the kinds it draws from, and those every graph it draws contains.
+REQUIRED = {
+    "elementwise": ("binary",),
+    "reductions": ("reduce",),
+    "movement": ("move", "join"),
+    "everything": ("reduce", "move", "join"),
+}
+FUZZED = {
+    "elementwise": programs(ELEMENTWISE, required=REQUIRED["elementwise"]),
+    "reductions": programs(("unary", "reduce", "binary"), required=REQUIRED["reductions"]),
+    "movement": programs(("move", "join", "binary", "unary"), required=REQUIRED["movement"]),
+    "everything": programs(EVERYTHING, min_steps=4, max_steps=12, required=REQUIRED["everything"]),
+}
+
+
 @settings(max_examples=EXAMPLES)
-@given(programs(ELEMENTWISE))
+@given(FUZZED["elementwise"])
 def test_random_elementwise_graphs_with_broadcasting_match_finite_differences(program):
     check_program(*program)
 
 
 @settings(max_examples=EXAMPLES)
-@given(programs(("unary", "reduce", "binary")))
+@given(FUZZED["reductions"])
 def test_random_graphs_with_reductions_match_finite_differences(program):
     check_program(*program)
 
 
 @settings(max_examples=EXAMPLES)
-@given(programs(("move", "join", "binary", "unary")))
+@given(FUZZED["movement"])
 def test_random_graphs_with_movement_indexing_and_splits_match_finite_differences(program):
     check_program(*program)
 
 
 @settings(max_examples=EXAMPLES)
-@given(programs(EVERYTHING, min_steps=4, max_steps=12))
+@given(FUZZED["everything"])
 def test_random_graphs_of_every_op_with_detached_branches_match_finite_differences(program):
     check_program(*program)
+
+
+@pytest.mark.parametrize("strategy", sorted(FUZZED))
+@settings(max_examples=20)
+@given(data=st.data())
+def test_every_graph_drawn_contains_the_ops_its_test_names_and_its_loss_reads_them(strategy, data):
+    leaves, steps, outputs = data.draw(FUZZED[strategy])
+    kinds = set(REQUIRED[strategy])
+    live = {step.kind for step in steps if step.frozen is None}
+    assert kinds <= live, f"{strategy} drew a graph without {kinds - live}: {steps}"
+    pool = run_program(leaves, steps, {})
+    made = len(leaves)
+    for step in steps:
+        count = len(_apply(step, list(pool)))
+        if step.kind in kinds and step.frozen is None:
+            assert set(range(made, made + count)) <= set(outputs), f"the loss does not read {step}"
+            kinds = kinds - {step.kind}
+        made += count
 
 
 def test_the_fuzzer_catches_a_wrong_gradient(monkeypatch):

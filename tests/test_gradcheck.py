@@ -41,6 +41,21 @@ class MulForgetsSecondInput(Function):
         return g * b, None
 
 
+class TanhOffByOneIn10000(TanhWithScaledGradient):
+    factor = 1.0 + 1e-4
+
+
+class DoubleWithCenteredError(Function):
+    """2x whose backward adds g - mean(g): wrong, but right whenever g is constant (all outputs weighted
+    alike), and the error is orthogonal to the all-ones direction in input space."""
+
+    def forward(ctx, x):
+        return 2 * x
+
+    def backward(ctx, g):
+        return 2 * g + (g - g.mean())
+
+
 def inputs(*shapes):
     rng = np.random.default_rng(3)
     return [tg.tensor(rng.standard_normal(s), requires_grad=True) for s in shapes]
@@ -127,3 +142,31 @@ def test_checks_leave_the_inputs_grad_and_the_seeded_stream_alone():
 def test_projection_check_is_cheap_for_a_large_input():
     a, b = inputs((200, 300), (300, 50))
     assert tg.gradcheck_projection(lambda x, y: (x @ y).tanh(), [a, b], trials=3)
+
+
+# Gradients (directional derivatives) of three sizes, the smallest just above each check's absolute
+# tolerance: a relative tolerance loosened to PyTorch's 1e-3, or an absolute one loosened 10x (gradcheck)
+# or 100x (the projection), lets one of them pass.
+@pytest.mark.parametrize(
+    ("check", "scale"),
+    [(tg.gradcheck, s) for s in (0.03, 1.0, 1000.0)]
+    + [(tg.gradcheck_projection, s) for s in (1e-3, 1.0, 1e3)],
+)
+def test_a_gradient_off_by_one_part_in_ten_thousand_fails(check, scale):
+    x = tg.tensor(np.linspace(-0.5, 0.5, 12).reshape(3, 4), requires_grad=True)
+    assert check(lambda t: TanhWithScaledGradient.apply(t) * scale, [x])
+    with pytest.raises(AssertionError, match="gradcheck"):
+        check(lambda t: TanhOffByOneIn10000.apply(t) * scale, [x])
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_an_error_that_a_uniform_projection_cannot_see_fails(check):
+    # Summing the outputs (all weights equal) or perturbing along all-ones both hide the error: only
+    # random output weights and random directions reveal it.
+    (x,) = inputs((3, 4))
+    with pytest.raises(AssertionError, match="gradcheck"):
+        check(DoubleWithCenteredError.apply, [x])
+    assert tg.gradcheck(lambda t: 2 * t, [x])
+    ones = tg.ones(3, 4, dtype=tg.float64)
+    DoubleWithCenteredError.apply(x).backward(ones)
+    np.testing.assert_array_equal(x.grad.numpy(), 2 * ones.numpy())  # right for a uniform seed

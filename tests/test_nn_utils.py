@@ -1,10 +1,11 @@
 """Gradient clipping: joint norms over all gradients, in-place rescaling, non-finite handling."""
 
+import decimal
 import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -21,32 +22,58 @@ def params_with_grads(*grads, device="cpu"):
     return params
 
 
-finite_grads = st.lists(
-    hnp.arrays(
-        np.float64, hnp.array_shapes(min_dims=1, max_dims=2, max_side=4), elements=st.floats(-1e3, 1e3)
-    ),
-    min_size=1,
-    max_size=3,
+# Mantissas times a power of ten from 1e-300 to 1e300: naive sums of |g|^p underflow or overflow there.
+finite_grads = st.integers(-300, 300).flatmap(
+    lambda exponent: st.lists(
+        hnp.arrays(
+            np.float64,
+            hnp.array_shapes(min_dims=1, max_dims=2, max_side=4),
+            elements=st.floats(-1e3, 1e3).map(lambda m: m * 10.0**exponent),
+        ),
+        min_size=1,
+        max_size=3,
+    )
 )
+
+
+def exact_norm(values: np.ndarray, norm_type: float) -> float:
+    """‖values‖_p in 60-digit decimal arithmetic, whose exponent range no float64 gradient can leave."""
+    magnitudes = [abs(decimal.Decimal(float(v))) for v in values.ravel()]
+    if norm_type == math.inf:
+        return float(max(magnitudes))
+    with decimal.localcontext() as context:
+        context.prec = 60
+        p = decimal.Decimal(norm_type)
+        return float(sum(m**p for m in magnitudes) ** (1 / p))
 
 
 @given(
     grads=finite_grads, max_norm=st.floats(0.01, 100.0), norm_type=st.sampled_from([1.0, 2.0, 3.0, math.inf])
 )
+@example(grads=[np.array([6.50030252e-115])], max_norm=1.0, norm_type=3.0)
+@example(grads=[np.array([3e200, -4e200]), np.array([[1e200]])], max_norm=1.0, norm_type=2.0)
 def test_clip_grad_norm_treats_all_gradients_as_one_vector(grads, max_norm, norm_type):
     params = params_with_grads(*grads)
     flat = np.concatenate([g.ravel() for g in grads])
-    expected = (
-        np.abs(flat).max() if norm_type == math.inf else (np.abs(flat) ** norm_type).sum() ** (1 / norm_type)
-    )
+    expected = exact_norm(flat, norm_type)
     total = clip_grad_norm_(params, max_norm, norm_type=norm_type)
-    np.testing.assert_allclose(total.item(), expected, rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(total.item(), expected, rtol=1e-10, atol=0)
     coefficient = min(1.0, max_norm / (expected + 1e-6))
     for p, g in zip(params, grads):
-        np.testing.assert_allclose(p.grad.numpy(), g * coefficient, rtol=1e-10, atol=1e-300)
+        np.testing.assert_allclose(p.grad.numpy(), g * coefficient, rtol=1e-10, atol=0)
     clipped = np.concatenate([p.grad.numpy().ravel() for p in params])
-    norm_after = np.abs(clipped).max() if norm_type == math.inf else np.linalg.norm(clipped, norm_type)
-    assert norm_after <= max_norm * (1 + 1e-9)
+    assert exact_norm(clipped, norm_type) <= max_norm * (1 + 1e-9)
+
+
+def test_clip_grad_norm_of_a_tiny_gradient_does_not_underflow():
+    # |g|^3 = 2.7e-343 is below float64's smallest subnormal: a naive (Σ|g|^3)^(1/3) returns 0.
+    (p,) = params_with_grads([6.50030252e-115])
+    assert clip_grad_norm_(p, max_norm=1.0, norm_type=3.0).item() == pytest.approx(
+        6.50030252e-115, rel=1e-12, abs=0
+    )
+    np.testing.assert_array_equal(p.grad.numpy(), [6.50030252e-115])
+    (q,) = params_with_grads([3e-200, -4e-200])
+    assert clip_grad_norm_(q, max_norm=1.0).item() == pytest.approx(5e-200, rel=1e-12, abs=0)
 
 
 def test_clip_grad_norm_returns_the_norm_before_clipping_and_leaves_small_gradients_alone():

@@ -6,6 +6,12 @@ saving and loading the state dict, greedy decoding under ``no_grad``). The test 
 PyTorch imports replaced by tinygrad_rnn's and nothing else changed.
 """
 
+import ast
+import difflib
+import types
+
+import numpy as np
+
 OUR_IMPORTS = """\
 import tinygrad_rnn as torch
 import tinygrad_rnn.nn as nn
@@ -76,24 +82,72 @@ with torch.no_grad():
 """
 
 
-def test_the_script_is_written_against_pytorch_imports():
-    assert SCRIPT.count("torch.") >= 8 and "tinygrad_rnn" not in SCRIPT
+def port(source: str) -> str:
+    """The port a user makes: each of PyTorch's three import lines replaced by ours, nothing else."""
+    lines = source.splitlines(keepends=True)
+    for theirs, ours in zip(PYTORCH_IMPORTS.splitlines(), OUR_IMPORTS.splitlines()):
+        positions = [k for k, line in enumerate(lines) if line.rstrip("\n") == theirs]
+        assert len(positions) == 1, f"{theirs!r} appears {len(positions)} times"
+        lines[positions[0]] = ours + "\n"
+    return "".join(lines)
+
+
+def test_the_port_changes_exactly_the_three_import_lines():
+    original = PYTORCH_IMPORTS + SCRIPT
+    ported = port(original)
+    diff = difflib.ndiff(original.splitlines(), ported.splitlines())
+    changed = [line for line in diff if line.startswith(("- ", "+ "))]
+    assert sorted(changed) == sorted(
+        [f"- {line}" for line in PYTORCH_IMPORTS.splitlines()]
+        + [f"+ {line}" for line in OUR_IMPORTS.splitlines()]
+    )
+    assert ported == OUR_IMPORTS + SCRIPT
+
+
+def _dotted_names(source: str, roots: set) -> set:
+    """Every attribute chain the script reads off ``roots``: "torch.optim.Adam", "F.cross_entropy", ..."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute):
+            parts, inner = [node.attr], node.value
+            while isinstance(inner, ast.Attribute):
+                parts.append(inner.attr)
+                inner = inner.value
+            if isinstance(inner, ast.Name) and inner.id in roots:
+                names.add(".".join([inner.id, *reversed(parts)]))
+    return names
+
+
+def test_every_name_the_ported_script_reaches_through_its_imports_is_tinygrad_rnn_s():
+    namespace: dict = {}
+    exec(compile(port(PYTORCH_IMPORTS), "ported_imports", "exec"), namespace)
+    assert {namespace[k].__name__ for k in ("torch", "nn", "F")} == {
+        "tinygrad_rnn",
+        "tinygrad_rnn.nn",
+        "tinygrad_rnn.nn.functional",
+    }
+    names = _dotted_names(SCRIPT, {"torch", "nn", "F"})
+    assert {"torch.optim.Adam", "torch.nn.utils.clip_grad_norm_", "nn.LSTM", "F.cross_entropy"} <= names
+    for name in sorted(names):
+        root, *attributes = name.split(".")
+        value = namespace[root]
+        for attribute in attributes:
+            assert hasattr(value, attribute), f"{name}: tinygrad_rnn has no {attribute!r} here"
+            value = getattr(value, attribute)
+        home = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+        if callable(value) or isinstance(value, types.ModuleType):
+            assert home is not None and home.split(".")[0] == "tinygrad_rnn", f"{name} comes from {home}"
 
 
 def test_pytorch_style_truncated_bptt_script_runs_after_changing_only_the_imports(tmp_path):
     namespace = {"checkpoint_path": str(tmp_path / "model.npz")}
-    exec(compile(OUR_IMPORTS + SCRIPT, "pytorch_style_script", "exec"), namespace)
+    exec(compile(port(PYTORCH_IMPORTS + SCRIPT), "pytorch_style_script", "exec"), namespace)
     losses = namespace["losses"]
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert first > 2.0, f"the untrained loss should be near log(vocab), got {first:.3f}"
     assert last < 0.4 * first, f"loss went from {first:.3f} to {last:.3f}"
     assert namespace["continuation"].startswith("brown fox"), namespace["continuation"]
-
-
-def test_the_swap_changes_only_the_three_import_lines():
-    assert PYTORCH_IMPORTS.splitlines() == [
-        "import torch",
-        "import torch.nn as nn",
-        "import torch.nn.functional as F",
-    ]
-    assert len(OUR_IMPORTS.splitlines()) == 3
+    saved, restored = namespace["model"].state_dict(), namespace["restored"].state_dict()
+    assert saved.keys() == restored.keys()
+    for key in saved:
+        np.testing.assert_array_equal(restored[key], saved[key])

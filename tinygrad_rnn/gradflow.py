@@ -4,7 +4,8 @@ Jacobian products ∂h_t/∂h_k and their singular values, and the effective mem
 Every measurement runs the model one step at a time, ``output, hidden = model(chunk_of_one_step,
 hidden)``, so it works for any recurrent model with that calling convention (``nn.RNN``, ``nn.LSTM``,
 ``nn.GRU``, a cell wrapped in :class:`Unrolled`, a model with a read-out), and lets the engine's own
-``backward()`` do the differentiating: nothing here knows a cell's formulas.
+``backward()`` do the differentiating: nothing here knows a cell's formulas. A bidirectional layer
+cannot be run one step at a time (its reverse direction needs the whole sequence), so it is refused.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ class Unrolled(Module):
 
 
 def _time_dim(model: Any, batch_first: bool | None) -> int:
+    """The time dimension of the model's input; refuses a model that cannot be run one step at a time."""
+    modules = model.modules() if isinstance(model, Module) else [model]
+    if any(getattr(module, "bidirectional", False) for module in modules):
+        # Run a step at a time, the reverse direction would see one step per call: another model.
+        raise ValueError(
+            "gradflow measures a model run one step at a time, which a bidirectional recurrent layer "
+            "cannot be (its reverse direction needs the whole sequence); measure each direction separately"
+        )
     return 1 if (getattr(model, "batch_first", False) if batch_first is None else batch_first) else 0
 
 
@@ -137,7 +146,7 @@ def state_gradients(
     direct = [_grad(p) for p in output_probes]
     total = None
     if output_is_state:
-        top = [_top_layer(_grad(probes[0])) for probes in state_probes]
+        top = [_top_layer(model, _grad(probes[0])) for probes in state_probes]
         total = [_norm(d.reshape(top_h.shape) + top_h) for d, top_h in zip(direct, top)]
     return StateGradients(float(loss.item()), future, [_norm(d) for d in direct], total)
 
@@ -150,9 +159,13 @@ def _grad(t: Tensor) -> Any:
     return t.grad._data if t.grad is not None else t._data * 0
 
 
-def _top_layer(h: Any) -> Any:
-    """h_t of the top layer: a (layers, B, H) state's last layer; a (B, H) state as it is."""
-    return h[-1] if h.ndim == 3 else h
+def _top_layer(model: Any, h: Any) -> Any:
+    """h_t of the top layer: the last layer of ``nn.RNN``/``nn.LSTM``/``nn.GRU``'s (layers, B, H) state,
+    or (layers, H) for an unbatched input; another model's (layers, B, H) state's last layer; a (B, H)
+    state as it is."""
+    from .nn.rnn import _RNNBase
+
+    return h[-1] if isinstance(model, _RNNBase) or h.ndim == 3 else h
 
 
 class _parameters_frozen:
@@ -303,7 +316,15 @@ def jacobian_products(
     state is row i of the Jacobian. One forward and one backward of a D-times larger batch per step,
     whatever the cell.
     """
+    from .nn.rnn import _RNNBase
+
     time_dim = _time_dim(model, batch_first)
+    if isinstance(model, _RNNBase) and inputs.ndim == 2:
+        # The replicas are stacked along the batch axis, which an unbatched (T, I) input lacks.
+        raise ValueError(
+            f"jacobian_products: unbatched input of shape {inputs.shape}; give it a batch axis of size 1 "
+            f"({'inputs.unsqueeze(0)' if time_dim == 1 else 'inputs.unsqueeze(1)'})"
+        )
     steps = inputs.shape[time_dim]
     batch_dim = 1 - time_dim
     with no_grad():
