@@ -154,6 +154,8 @@ class CustomNode(Function):
                 f"no forward-mode rule for {function.__name__}: "
                 "define @staticmethod jvp(ctx, *input_tangents)"
             )
+        if ctx._node is None:  # jvp runs inside apply, before apply links ctx to this node
+            ctx._node = self
         xp = autograd.backend.get_array_module(primals[0])
         size = max(t.shape[0] for t in tangents if t is not None)
         args: list = [None] * self.n_args
