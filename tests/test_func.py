@@ -229,3 +229,52 @@ class _nothing:
 
     def __exit__(self, *exc):
         return None
+
+
+# ---- Gauss-Newton vector products ------------------------------------------------------------------------
+
+
+def _rnn_outputs_and_parameters():
+    tg.manual_seed(4)
+    rnn, head = nn.RNN(2, 3).double(), nn.Linear(3, 4).double()
+    x = _tensor((3, 2, 2), 0)
+    names = [name for name, _ in rnn.named_parameters()]
+    params = [p.detach() for p in rnn.parameters()] + [p.detach() for p in head.parameters()]
+
+    def outputs(*weights):
+        out, _ = functional_call(rnn, dict(zip(names, weights[: len(names)])), (x,))
+        return (out @ weights[len(names)].T + weights[len(names) + 1]).reshape(-1, 4)
+
+    return outputs, params
+
+
+def _explicit_jacobian(func, params):
+    blocks = jacfwd(func, argnums=tuple(range(len(params))))(*params)
+    rows = blocks[0].shape[0] * blocks[0].shape[1]
+    return np.concatenate([b.numpy().reshape(rows, -1) for b in blocks], axis=1)
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_gauss_newton_vector_product_equals_explicit_jt_h_j_on_a_small_rnn(loss):
+    func, params = _rnn_outputs_and_parameters()
+    jacobian = _explicit_jacobian(func, params)
+    z = func(*params).numpy()
+    if loss == "mse":
+        hessian, product = 2.0 * np.eye(z.size), tg.func.mse_hessian_vp("sum")
+    else:
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        blocks = [np.diag(row) - np.outer(row, row) for row in p]
+        hessian = np.zeros((z.size, z.size))
+        for i, block in enumerate(blocks):
+            hessian[4 * i : 4 * i + 4, 4 * i : 4 * i + 4] = block / len(blocks)
+        product = tg.func.cross_entropy_hessian_vp("mean")
+    v = [_tensor(p.shape, 20 + i) for i, p in enumerate(params)]
+    flat_v = np.concatenate([t.numpy().reshape(-1) for t in v])
+    expected = jacobian.T @ hessian @ jacobian @ flat_v
+    got = tg.func.gnvp(func, tuple(params), tuple(v), product)
+    np.testing.assert_allclose(
+        np.concatenate([g.numpy().reshape(-1) for g in got]), expected, rtol=1e-10, atol=1e-12
+    )
+    # G is positive semi-definite: vᵀ G v >= 0
+    assert flat_v @ expected >= -1e-12

@@ -206,5 +206,5 @@ uint8 = backend.as_dtype("uint8")
 int16 = backend.as_dtype("int16")
 short = int16
 
-# Forward mode and function transforms (tg.autograd.forward_ad, tg.func)
-from . import forward_ad, func  # noqa: E402
+# Forward mode, function transforms and online gradients (tg.autograd.forward_ad, tg.func, tg.online)
+from . import forward_ad, func, online  # noqa: E402

@@ -18,7 +18,16 @@ from typing import Any
 from . import autograd, backend
 from . import forward_ad as fwad
 
-__all__ = ["functional_call", "jacfwd", "jacrev", "jvp", "vjp"]
+__all__ = [
+    "cross_entropy_hessian_vp",
+    "functional_call",
+    "gnvp",
+    "jacfwd",
+    "jacrev",
+    "jvp",
+    "mse_hessian_vp",
+    "vjp",
+]
 
 
 def _tensors(values: Any, name: str, caller: str) -> tuple:
@@ -288,3 +297,66 @@ def functional_call(
     args = args if isinstance(args, tuple) else (args,)
     with _swapped(module, replacements):
         return module(*args, **(kwargs or {}))
+
+
+# ---- Gauss-Newton vector products -----------------------------------------------------------------------
+
+
+def gnvp(
+    func: Callable[..., Any],
+    primals: Sequence[Any],
+    tangents: Sequence[Any],
+    loss_hessian_vp: Callable[..., Any],
+) -> tuple:
+    """The Gauss-Newton product G v = Jᵀ H_L J v of ``func`` (outputs z = func(*primals), J = ∂z/∂primals)
+    and a loss of z with Hessian H_L, by a JVP followed by a VJP (Martens & Sutskever, 2011).
+
+    G is J's Gram matrix under H_L: positive semi-definite when H_L is (convex losses), unlike the
+    Hessian of the composite, which is why Hessian-free training of RNNs uses it as its curvature.
+
+    Args:
+        func: a function of Tensors returning one Tensor z (the network's outputs).
+        primals, tangents: the point and the direction v (tuples of Tensors of the same shapes).
+        loss_hessian_vp: ``loss_hessian_vp(z, u) -> H_L u`` (Tensors of z's shape), e.g.
+            :func:`mse_hessian_vp` or :func:`cross_entropy_hessian_vp`.
+
+    Returns:
+        One Tensor per primal: the blocks of G v.
+    """
+    outputs, jv = jvp(func, primals, tangents)
+    if not isinstance(outputs, autograd.Tensor):
+        raise TypeError("gnvp: func must return a single Tensor (the outputs the loss reads)")
+    curvature = loss_hessian_vp(outputs, jv)
+    if not isinstance(curvature, autograd.Tensor) or curvature.shape != outputs.shape:
+        raise ValueError(f"gnvp: loss_hessian_vp must return a Tensor of the outputs' shape {outputs.shape}")
+    _, vjp_fn = vjp(func, *_tensors(primals, "primals", "gnvp"))
+    return vjp_fn(curvature)
+
+
+def mse_hessian_vp(reduction: str = "mean") -> Callable[[Any, Any], Any]:
+    """H_L u for L = Σ (z - y)² (``"sum"``: 2u) or its mean over all elements (``"mean"``: 2u / numel)."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"mse_hessian_vp: reduction must be 'mean' or 'sum', got {reduction!r}")
+
+    def product(outputs: Any, u: Any) -> Any:
+        scale = 2.0 if reduction == "sum" else 2.0 / max(math.prod(outputs.shape), 1)
+        return u * scale
+
+    return product
+
+
+def cross_entropy_hessian_vp(reduction: str = "mean") -> Callable[[Any, Any], Any]:
+    """H_L u for the cross-entropy of logits z (rows of classes along the last axis) against any
+    targets: per row (diag(p) - p pᵀ) u with p = softmax(z) (the targets do not enter), divided by the
+    number of rows for ``"mean"``."""
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"cross_entropy_hessian_vp: reduction must be 'mean' or 'sum', got {reduction!r}")
+
+    def product(outputs: Any, u: Any) -> Any:
+        with autograd.no_grad():
+            p = outputs.softmax(dim=-1)
+            result = p * u - p * (p * u).sum(dim=-1, keepdim=True)
+        rows = max(math.prod(outputs.shape[:-1]), 1)
+        return result / rows if reduction == "mean" else result
+
+    return product
