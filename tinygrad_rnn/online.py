@@ -51,7 +51,7 @@ def _detached(hidden: Any) -> Any:
     return _rebuild(hidden, [s.detach() for s in _states(hidden)])
 
 
-def _step_slices(inputs: Tensor, targets: Tensor, batch_first: bool, name: str) -> list:
+def _step_slices(inputs: Tensor, targets: Tensor, batch_first: bool, name: str) -> _Steps:
     axis = 1 if batch_first else 0
     for label, value in (("inputs", inputs), ("targets", targets)):
         if not isinstance(value, Tensor) or value.ndim <= axis:
@@ -63,9 +63,28 @@ def _step_slices(inputs: Tensor, targets: Tensor, batch_first: bool, name: str) 
         )
     if steps == 0:
         raise ValueError(f"{name}: the sequence has no steps")
-    if batch_first:
-        return [(inputs[:, t : t + 1], targets[:, t : t + 1]) for t in range(steps)]
-    return [(inputs[t : t + 1], targets[t : t + 1]) for t in range(steps)]
+    return _Steps(inputs, targets, batch_first, range(steps))
+
+
+class _Steps:
+    """The (input, target) chunks of single steps, sliced when used: holding all T slices at once would
+    make the memory grow with T."""
+
+    def __init__(self, inputs: Tensor, targets: Tensor, batch_first: bool, indices: range) -> None:
+        self.inputs, self.targets, self.batch_first, self.indices = inputs, targets, batch_first, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key: slice) -> _Steps:
+        return _Steps(self.inputs, self.targets, self.batch_first, self.indices[key])
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for t in self.indices:
+            if self.batch_first:
+                yield self.inputs[:, t : t + 1], self.targets[:, t : t + 1]
+            else:
+                yield self.inputs[t : t + 1], self.targets[t : t + 1]
 
 
 def _parameters(model: Any, name: str) -> list:
@@ -152,7 +171,7 @@ class RTRL:
             _add_grads(named, gradient)
             yield loss, hidden
 
-    def _span(self, named: list, steps: list, hidden: Any, influence: list | None) -> tuple:
+    def _span(self, named: list, steps: _Steps, hidden: Any, influence: list | None) -> tuple:
         """Steps of one span inside one dual level, from the parameters' current values."""
         total_loss, gradient = None, None
         with autograd.no_grad(), forward_ad.dual_level():
