@@ -205,3 +205,6 @@ from .toplevel import (  # noqa: E402
 uint8 = backend.as_dtype("uint8")
 int16 = backend.as_dtype("int16")
 short = int16
+
+# Forward mode, function transforms and online gradients (tg.autograd.forward_ad, tg.func, tg.online)
+from . import forward_ad, func, online  # noqa: E402

@@ -37,6 +37,7 @@ from . import backend, fastpaths
 Tensor: Any = None
 
 _grad_enabled = True
+_forward_mode = False  # set by forward_ad while a dual level is open: Function.apply then computes tangents
 _anomaly_enabled = False
 _anomaly_check_nan = True
 _creation_counter = itertools.count()
@@ -86,6 +87,18 @@ class Function:
 
     def backward(self, *grad_outputs: Any) -> Any:
         raise NotImplementedError
+
+    def jvp(self, primals: tuple, tangents: tuple, output: Any, **constants: Any) -> Any:
+        """Forward mode: the output tangent(s) given the inputs' tangents (``forward_ad``).
+
+        Called after ``forward`` on the same node (so what forward kept is at hand) only when some
+        input carries a tangent. ``primals`` are the input arrays, ``tangents[i]`` is None or an array
+        ``(K, *primals[i].shape)`` (K directions at once; K may be 1 where another input has K > 1),
+        ``output`` the forward result. Returns ``(K, *output.shape)`` (a tuple for several outputs).
+        """
+        raise NotImplementedError(
+            f"no forward-mode rule for {self.name}: it defines no jvp, so its output tangent is unknown"
+        )
 
     @property
     def name(self) -> str:
@@ -169,11 +182,17 @@ class Function:
                     record = True
                     break
         if type(out) is tuple:
-            return _wrap_outputs(ctx, inputs, datas, out, record)
+            outputs = _wrap_outputs(ctx, inputs, datas, out, record)
+            if _forward_mode:
+                forward_ad.propagate(ctx, inputs, datas, outputs, constants)
+            return outputs
         if type(out) is not _NDARRAY:
             out = _as_ndarray(out)  # NumPy returns scalars for 0-d results
         if not record:
-            return _make(out, False, None, 0)
+            output = _make(out, False, None, 0)
+            if _forward_mode:
+                forward_ad.propagate(ctx, inputs, datas, output, constants)
+            return output
 
         # Parents are the producing nodes (or leaf tensors); keeping nodes rather than input tensors
         # lets an interior tensor's data be freed as soon as no op saved it. One- and two-input ops
@@ -219,6 +238,8 @@ class Function:
         output = _make(out, True, ctx, 0)
         if ctx.saved:
             ctx.saved_versions = _saved_versions(ctx.saved, inputs, (output,))
+        if _forward_mode:
+            forward_ad.propagate(ctx, inputs, datas, output, constants)
         return output
 
 
@@ -836,5 +857,5 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
 
 # Anomaly mode lives in anomaly.py; it reads and sets the two flags above, which the tape's hot path
 # checks. Imported last because it refers back to this module.
-from . import anomaly, custom_function  # noqa: E402
+from . import anomaly, custom_function, forward_ad  # noqa: E402
 from .anomaly import detect_anomaly, is_anomaly_enabled, set_detect_anomaly  # noqa: E402, F401

@@ -27,7 +27,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import autograd, backend, ops
+from . import autograd, backend, forward_ad, ops
 from .autograd import Function
 from .tensor import Tensor
 
@@ -72,6 +72,21 @@ class Checkpoint(Function):
         ]
         return tuple(input_grads)
 
+    def jvp(ctx, primals, tangents, output, fn, n_inputs, closed_over, rebuild, outputs, rng_states):
+        """ṫ = the tangents of fn's outputs, fn run again (random generators rewound) on the inputs
+        carrying their tangents; the leaves θ that fn closes over carry theirs by themselves."""
+        leaves = [Tensor._make(array, False, None, 0) for array in primals[:n_inputs]]
+        for leaf, tangent in zip(leaves, tangents[:n_inputs]):
+            forward_ad.set_tangent(leaf, tangent)
+        with _rewound(rng_states), autograd.no_grad():
+            results = _as_tuple(fn(*rebuild(leaves)))
+        size = forward_ad.batch_size(tangents)
+        found = []
+        for result in results:
+            tangent = forward_ad.tangent_of(result)
+            found.append(forward_ad.zeros_for(result._data, size) if tangent is None else tangent)
+        return found[0] if not isinstance(output, tuple) else tuple(found)
+
 
 def checkpoint(fn: Callable[..., Any], *inputs: Any, preserve_rng_state: bool = True) -> Any:
     """``fn(*inputs)``, computed without keeping its intermediate arrays; recomputed in backward.
@@ -115,6 +130,9 @@ def checkpoint(fn: Callable[..., Any], *inputs: Any, preserve_rng_state: bool = 
     if not any(t.requires_grad for t in tensors) and not closed_over:
         return outputs  # nothing to differentiate: keep no node at all
     output_arrays = tuple(out._data for out in output_tuple)
+    # Forward mode: tangents that reach the outputs only through tensors fn closes over (no input of
+    # the node carries one, so its jvp does not run) are those of the first run.
+    closure_tangents = [forward_ad.tangent_of(out) for out in output_tuple]
     del outputs, output_tuple, first_leaves
     result = Checkpoint.apply(
         *tensors,
@@ -126,6 +144,9 @@ def checkpoint(fn: Callable[..., Any], *inputs: Any, preserve_rng_state: bool = 
         outputs=output_arrays[0] if single else output_arrays,
         rng_states=rng_states,
     )
+    for out, tangent in zip((result,) if single else result, closure_tangents):
+        if tangent is not None and forward_ad.tangent_of(out) is None:
+            forward_ad.set_tangent(out, tangent)
     return result
 
 

@@ -145,6 +145,31 @@ class CustomNode(Function):
                 )
         return tuple(input_grads)
 
+    def jvp(self, primals, tangents, output, function, arguments, positions, ctx):
+        """The user's ``jvp(ctx, *input_tangents)`` staticmethod (PyTorch's custom forward-mode rule),
+        called with one Tensor ``(K, *shape)`` per Tensor input (zeros where it carries none; None for
+        the other arguments); it returns one tangent per output."""
+        if getattr(function, "jvp", Function.jvp) is Function.jvp:
+            raise NotImplementedError(
+                f"no forward-mode rule for {function.__name__}: "
+                "define @staticmethod jvp(ctx, *input_tangents)"
+            )
+        if ctx._node is None:  # jvp runs inside apply, before apply links ctx to this node
+            ctx._node = self
+        xp = autograd.backend.get_array_module(primals[0])
+        size = max(t.shape[0] for t in tangents if t is not None)
+        args: list = [None] * self.n_args
+        for position, array, tangent in zip(positions, primals, tangents):
+            if tangent is None:
+                tangent = xp.zeros((size, *array.shape), dtype=array.dtype)
+            full = xp.broadcast_to(tangent, (size, *array.shape))
+            args[position] = autograd.Tensor._make(full, False, None, 0)
+        with autograd.no_grad():
+            result = function.jvp(ctx, *args)
+        results = result if isinstance(result, tuple) else (result,)
+        arrays = tuple(r._data if isinstance(r, autograd.Tensor) else r for r in results)
+        return arrays if isinstance(output, tuple) else arrays[0]
+
 
 def apply(cls: type, *args: Any, **kwargs: Any) -> Any:
     """Run ``cls.forward(ctx, *args)`` and record one node whose backward is ``cls.backward``."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from . import backend
 from .autograd import Function
+from .forward_ad import batch_size, zeros_for
 
 xp_of = backend.get_array_module
 
@@ -136,6 +137,27 @@ class LSTMCellPointwise(Function):
             grad_c_prev = grad_c_total * f
         return grad_gates, (grad_c_prev if ctx.needs_input_grad[1] else None)
 
+    def jvp(ctx, primals, tangents, out):
+        """With ȧ = (ȧ_i, ȧ_f, ȧ_g, ȧ_o) the gates' tangent and ċ the previous cell's (0 when absent)::
+
+        di = i(1-i) ȧ_i, df = f(1-f) ȧ_f, dg = (1-g²) ȧ_g, do = o(1-o) ȧ_o
+        ċ' = df ⊙ c + f ⊙ ċ + di ⊙ g + i ⊙ dg,   ḣ' = do ⊙ tanh(c') + o ⊙ (1 - tanh²(c')) ⊙ ċ'
+        """
+        i, f, g, o, c_prev, c_new = ctx.saved
+        t_gates, t_c = tangents
+        xp = xp_of(c_new)
+        size = batch_size(tangents)
+        if t_gates is None:
+            t_gates = zeros_for(primals[0], size)
+        a_in, a_forget, a_cell, a_out = _split(t_gates, 4)
+        c_dot = (i * (1 - i)) * a_in * g + (f * (1 - f)) * a_forget * c_prev + i * ((1 - g * g) * a_cell)
+        if t_c is not None:
+            c_dot = c_dot + f * t_c
+        c_dot = xp.broadcast_to(c_dot, (size, *c_new.shape))
+        tanh_c = xp.tanh(c_new)
+        h_dot = (o * (1 - o)) * a_out * tanh_c + (o * (1 - tanh_c * tanh_c)) * c_dot
+        return xp.broadcast_to(h_dot, (size, *c_new.shape)), c_dot
+
 
 # ---- GRU ----------------------------------------------------------------------------------------------
 
@@ -224,3 +246,26 @@ class GRUCellPointwise(Function):
             grad_hidden if ctx.needs_input_grad[1] else None,
             grad_h_prev if ctx.needs_input_grad[2] else None,
         )
+
+    def jvp(ctx, primals, tangents, out):
+        """With ẋ_*, ḣ_* the gate blocks' tangents and ḣ the previous state's (0 when absent)::
+
+        ṙ = r(1-r)(ẋ_r + ḣ_r),  ż = z(1-z)(ẋ_z + ḣ_z),  ṅ = (1-n²)(ẋ_n + ṙ ⊙ h_n + r ⊙ ḣ_n)
+        ḣ' = ż ⊙ (h - n) + (1 - z) ⊙ ṅ + z ⊙ ḣ
+        """
+        r, z, n, h_n, h_prev = ctx.saved
+        t_input, t_hidden, t_h = tangents
+        size = batch_size(tangents)
+        if t_input is None:
+            t_input = zeros_for(primals[0], 1)
+        if t_hidden is None:
+            t_hidden = zeros_for(primals[1], 1)
+        x_r, x_z, x_n = _split(t_input, 3)
+        hr, hz, hn = _split(t_hidden, 3)
+        r_dot = (r * (1 - r)) * (x_r + hr)
+        z_dot = (z * (1 - z)) * (x_z + hz)
+        n_dot = (1 - n * n) * (x_n + r_dot * h_n + r * hn)
+        h_dot = z_dot * (h_prev - n) + (1 - z) * n_dot
+        if t_h is not None:
+            h_dot = h_dot + z * t_h
+        return xp_of(h_dot).broadcast_to(h_dot, (size, *h_prev.shape)).copy()

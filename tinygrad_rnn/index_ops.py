@@ -18,6 +18,8 @@ from typing import Any
 
 from . import backend
 from .autograd import Function
+from .forward_ad import batch_size, zeros_for
+from .shape_ops import batched_put
 
 xp_of = backend.get_array_module
 
@@ -57,6 +59,18 @@ class IndexPut(Function):
         dvalue = g[ctx.index] if ctx.needs_input_grad[1] else None
         return dx, dvalue
 
+    def jvp(ctx, primals, tangents, out, index, accumulate):
+        """ṫ = ẋ with ṫ[index] = v̇ (``accumulate``: ṫ[index] += v̇, repeats summed)."""
+        x, value = primals
+        tx, tv = tangents
+        size = batch_size(tangents)
+        result = zeros_for(x, size) if tx is None else xp_of(tx).broadcast_to(tx, (size, *x.shape)).copy()
+        if tv is not None:
+            batched_put(result, index, tv, accumulate)
+        elif not accumulate:
+            batched_put(result, index, zeros_for(value, 1), False)
+        return result
+
 
 class CopySlices(Function):
     """out = base with view_fn(out)[...] = values: a write through a view into the array it views,
@@ -82,6 +96,18 @@ class CopySlices(Function):
         dvalues = ctx.view_fn(g) if ctx.needs_input_grad[1] else None
         return dbase, dvalues
 
+    def jvp(ctx, primals, tangents, out, view_fn):
+        """ṫ = ḃase with view_fn(ṫ)[...] = v̇alues, for each direction."""
+        base = primals[0]
+        tb, tv = tangents
+        size = batch_size(tangents)
+        result = zeros_for(base, size)
+        if tb is not None:
+            result += tb
+        for k in range(size):
+            view_fn(result[k])[...] = 0 if tv is None else tv[min(k, tv.shape[0] - 1)]
+        return result
+
 
 class ViewOf(Function):
     """out = view_fn(base), a view of base's array (a view re-derived after its base was written);
@@ -96,6 +122,10 @@ class ViewOf(Function):
         grad = xp.zeros(ctx.shape, dtype=g.dtype)
         grad.reshape(-1)[_positions(ctx.shape, ctx.view_fn, xp)] = g.reshape(-1)
         return grad
+
+    def jvp(ctx, primals, tangents, out, view_fn):
+        """ṫ = view_fn(ḃase), for each direction."""
+        return xp_of(out).stack([view_fn(t) for t in tangents[0]])
 
 
 def _along_axis(index: Any, dim: int, xp: Any) -> tuple:
@@ -132,3 +162,20 @@ class Scatter(Function):
                 dx[ctx.where] = 0
         dsrc = g[ctx.where] if ctx.needs_input_grad[1] else None
         return dx, dsrc
+
+    def jvp(ctx, primals, tangents, out, index, dim, add):
+        """ṫ = ẋ with ṡrc written at the scattered positions (``add``: summed in there)."""
+        x, src = primals
+        tx, ts = tangents
+        size = batch_size(tangents)
+        xp = xp_of(out)
+        result = zeros_for(x, size) if tx is None else xp.broadcast_to(tx, (size, *x.shape)).copy()
+        where = (xp.arange(size).reshape((size,) + (1,) * index.ndim), *(w[None] for w in ctx.where))
+        values = zeros_for(src, 1) if ts is None else ts
+        values = xp.broadcast_to(values, (size, *src.shape))
+        values = values[(slice(None), *(slice(0, n) for n in index.shape))]
+        if add:
+            backend.scatter_add(result, where, values)
+        else:
+            result[where] = values
+        return result

@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from . import autograd
+from . import autograd, forward_ad
 from .index_ops import CopySlices, IndexPut, ViewOf
 
 EXPANDED = "expanded"  # a broadcast view: several elements share one memory location
@@ -125,7 +125,9 @@ def root_of(x: Any, name: str) -> tuple[Any, Callable | None]:
 
 
 def records(x: Any, root: Any, others: tuple = ()) -> bool:
-    """True when a write into ``x`` must be recorded on the tape."""
+    """True when a write into ``x`` must be recorded on the tape (or carry a forward-mode tangent)."""
+    if autograd._forward_mode and _carries_tangent((x, root, *others)):
+        return True
     if not autograd._grad_enabled:
         return False
     if x.requires_grad or root.requires_grad:
@@ -151,17 +153,31 @@ def check_recordable(x: Any, root: Any, name: str) -> None:
 
 def _snapshot(x: Any) -> Any:
     """A tensor with x's history and a copy of its current values (what an op on x's old value reads)."""
-    return x._make(x._data.copy(), x.requires_grad, x._ctx, x._index)
+    snapshot = x._make(x._data.copy(), x.requires_grad, x._ctx, x._index)
+    if autograd._forward_mode:
+        forward_ad.set_tangent(snapshot, forward_ad.tangent_of(x))
+    return snapshot
 
 
 def _rebase(t: Any, out: Any) -> None:
+    if autograd._forward_mode:  # the written tensor now carries the write's tangent
+        forward_ad.set_tangent(t, forward_ad.tangent_of(out))
+        if not autograd._grad_enabled:
+            return  # only a tangent to carry: the tape is not being recorded
     t._ctx, t._index, t.requires_grad = out._ctx, out._index, out.requires_grad
+
+
+def _carries_tangent(tensors: tuple) -> bool:
+    tensor = autograd.Tensor
+    return any(isinstance(t, tensor) and forward_ad.tangent_of(t) is not None for t in tensors)
 
 
 def _finish(root: Any, changed: Any) -> None:
     """Count the change and re-derive every live view of ``root`` that may overlap ``changed``."""
     autograd.bump_version(root)
-    if view_info(root) is None or not root.requires_grad:
+    if view_info(root) is None:
+        return
+    if not root.requires_grad and not (autograd._forward_mode and _carries_tangent((root,))):
         return
     xp = root._xp
     for view in live_views(root):

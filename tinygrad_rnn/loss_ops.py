@@ -10,6 +10,7 @@ from typing import Any
 
 from . import backend
 from .autograd import Function
+from .forward_ad import lift, total
 
 xp_of = backend.get_array_module
 
@@ -31,6 +32,13 @@ class Embedding(Function):
             grad[ctx.padding_idx] = 0
         return grad
 
+    def jvp(ctx, primals, tangents, out, indices, padding_idx):
+        """ṫ = ẇ[indices] (0 at ``padding_idx``, which the backward pass does not update either)."""
+        t = tangents[0][:, indices]
+        if padding_idx is not None:
+            t = t * (indices != padding_idx)[..., None]
+        return t
+
 
 class Softplus(Function):
     """out = log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) (no overflow);  dx = g * σ(x)."""
@@ -44,6 +52,11 @@ class Softplus(Function):
         x = ctx.saved[0]
         xp = xp_of(x)
         return g * xp.exp(-xp.logaddexp(0, -x))  # σ(x) = exp(-softplus(-x)), exact and finite
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ẋ σ(x)."""
+        x = primals[0]
+        return tangents[0] * xp_of(x).exp(-xp_of(x).logaddexp(0, -x))
 
 
 def _class_rows(x: Any) -> Any:
@@ -102,6 +115,26 @@ def _row_scale(ctx: Any, g: Any, denominator: Any) -> Any:
     return g / xp_of(g).where(denominator == 0, 1, denominator)
 
 
+def _batched_rows(tangent: Any, ndim: int) -> Any:
+    """:func:`_class_rows` for a ``(K, *shape)`` tangent of an input of rank ``ndim``: ``(K, rows, C)``."""
+    if ndim == 1:
+        return tangent[:, None, :]
+    if ndim == 2:
+        return tangent
+    moved = xp_of(tangent).moveaxis(tangent, 2, -1)
+    return moved.reshape(tangent.shape[0], -1, tangent.shape[2])
+
+
+def _reduce_row_tangents(ctx: Any, rows: Any, denominator: Any) -> Any:
+    """The tangent of the reduced loss from the per-row tangents ``(K, rows)`` (as :func:`_row_scale`)."""
+    if ctx.reduction == "none":
+        return rows.reshape((rows.shape[0], *ctx.target_shape))
+    summed = rows.sum(axis=1)
+    if ctx.reduction == "sum":
+        return summed
+    return summed / xp_of(rows).where(denominator == 0, 1, denominator)
+
+
 class NLLLoss(Function):
     """loss_i = -w[t_i] · x[i, t_i] over rows of log-probabilities x (class axis 1), reduced by
     ``reduction`` (mean divides by Σ w[t_i] over non-ignored rows);  dx[i, t_i] = -w[t_i] · g_i."""
@@ -121,6 +154,13 @@ class NLLLoss(Function):
         grad = xp.zeros((rows, ctx.shape[0] if len(ctx.shape) == 1 else ctx.shape[1]), g.dtype)
         grad[xp.arange(rows), safe] = -scale
         return _class_unrows(grad, ctx.shape)
+
+    def jvp(ctx, primals, tangents, out, target, weight, ignore_index, reduction):
+        """ṫ_i = -w[t_i] ẋ[i, t_i], reduced as the loss is."""
+        safe, weight_t, denominator = ctx.saved
+        rows = _batched_rows(tangents[0], primals[0].ndim)
+        picked = rows[:, xp_of(rows).arange(rows.shape[1]), safe]
+        return _reduce_row_tangents(ctx, -picked * weight_t, denominator)
 
 
 class CrossEntropy(Function):
@@ -173,6 +213,22 @@ class CrossEntropy(Function):
             grad -= smooth_scale[:, None] if w is None else smooth_scale[:, None] * w
         return _class_unrows(grad, ctx.shape)
 
+    def jvp(ctx, primals, tangents, out, target, weight, ignore_index, reduction, label_smoothing):
+        """With s_i = Σ_c p[i, c] ẋ[i, c] (the tangent of logsumexp): ṫ_i = (1-ε) w[t_i] (s_i - ẋ[i, t_i])
+        + (ε/C) valid_i (W s_i - Σ_c w_c ẋ[i, c]) with W = Σ_c w_c, reduced as the loss is."""
+        exp, row_total, safe, valid, weight_t, w, denominator = ctx.saved
+        rows = _batched_rows(tangents[0], primals[0].ndim)
+        xp = xp_of(rows)
+        probabilities = exp / row_total[:, None]
+        s = (rows * probabilities).sum(axis=-1)
+        row_tangents = (1 - label_smoothing) * weight_t * (s - rows[:, xp.arange(rows.shape[1]), safe])
+        if label_smoothing:
+            classes = exp.shape[1]
+            weighted = rows.sum(axis=-1) if w is None else rows @ w
+            all_weight = classes if w is None else w.sum()
+            row_tangents = row_tangents + (label_smoothing / classes) * valid * (all_weight * s - weighted)
+        return _reduce_row_tangents(ctx, row_tangents, denominator)
+
 
 # ---- activations and the probability-input binary cross-entropy ----------------------------------------
 
@@ -210,6 +266,18 @@ class BinaryCrossEntropy(Function):
         dx = g * (x - y) / xp.maximum(x * (1 - x), 1e-12) if ctx.needs_input_grad[0] else None
         dy = g * (log_not_x - log_x) if ctx.needs_input_grad[1] else None
         return dx, dy
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ẋ (x - y) / max(x (1 - x), 1e-12) + ẏ [max(log(1 - x), -100) - max(log x, -100)]
+        (the derivatives the backward pass uses)."""
+        x, y, log_x, log_not_x = ctx.saved
+        tx, ty = tangents
+        xp = xp_of(x)
+        return total(
+            out,
+            None if tx is None else lift(tx, out.ndim) * ((x - y) / xp.maximum(x * (1 - x), 1e-12)),
+            None if ty is None else lift(ty, out.ndim) * (log_not_x - log_x),
+        )
 
 
 _SQRT_2_OVER_PI = 0.7978845608028654
@@ -268,6 +336,10 @@ class Gelu(Function):
             return g * (0.5 * (1 + saved) + 0.5 * x * (1 - saved * saved) * slope)
         return g * (saved + x * _ONE_OVER_SQRT_2PI * xp.exp(-0.5 * x * x))
 
+    def jvp(ctx, primals, tangents, out, approximate):
+        """ṫ = ẋ GELU'(x) (the formulas of the backward pass)."""
+        return Gelu.backward(ctx, tangents[0])
+
 
 class Elu(Function):
     """out = x for x > 0, α (exp(x) - 1) otherwise (expm1 of min(x, 0): no overflow in the unused branch);
@@ -284,6 +356,10 @@ class Elu(Function):
         x, negative_part = ctx.saved
         return g * xp_of(x).where(x > 0, 1, negative_part + ctx.alpha)
 
+    def jvp(ctx, primals, tangents, out, alpha):
+        """ṫ = ẋ for x > 0, ẋ α exp(x) otherwise."""
+        return Elu.backward(ctx, tangents[0])
+
 
 class LeakyRelu(Function):
     """out = x for x > 0, s·x otherwise (s = negative_slope);  dx = g for x > 0, s·g otherwise."""
@@ -297,3 +373,7 @@ class LeakyRelu(Function):
     def backward(ctx, g):
         (positive,) = ctx.saved
         return xp_of(g).where(positive, g, ctx.negative_slope * g)
+
+    def jvp(ctx, primals, tangents, out, negative_slope):
+        """ṫ = ẋ for x > 0, s ẋ otherwise."""
+        return LeakyRelu.backward(ctx, tangents[0])

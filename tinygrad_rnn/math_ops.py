@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import backend
 from .autograd import Function
+from .forward_ad import lift, shifted, total
 
 xp_of = backend.get_array_module
 
@@ -22,6 +23,10 @@ class Sin(Function):
     def backward(ctx, g):
         return g * xp_of(g).cos(ctx.saved[0])
 
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ẋ cos(x)."""
+        return tangents[0] * xp_of(out).cos(primals[0])
+
 
 class Cos(Function):
     """out = cos(x);  dx = -g * sin(x)."""
@@ -32,6 +37,10 @@ class Cos(Function):
 
     def backward(ctx, g):
         return -g * xp_of(g).sin(ctx.saved[0])
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = -ẋ sin(x)."""
+        return -tangents[0] * xp_of(out).sin(primals[0])
 
 
 class CumSum(Function):
@@ -44,6 +53,10 @@ class CumSum(Function):
     def backward(ctx, g):
         xp = xp_of(g)
         return xp.flip(xp.cumsum(xp.flip(g, axis=ctx.dim), axis=ctx.dim), axis=ctx.dim)
+
+    def jvp(ctx, primals, tangents, out, dim):
+        """ṫ = the running sum of ẋ along ``dim``."""
+        return xp_of(out).cumsum(tangents[0], axis=dim % out.ndim + 1)
 
 
 class VectorNorm(Function):
@@ -80,6 +93,20 @@ class VectorNorm(Function):
         ratio = xp.abs(x) / safe
         return g * xp.sign(x) * ratio ** (ctx.p - 1) * positive
 
+    def jvp(ctx, primals, tangents, out, p, dims, keepdim):
+        """ṫ = Σ ẋ sign(x) |x|^(p-1) / out^(p-1) over ``dims`` (0 where out = 0, as backward)."""
+        x, norm = ctx.saved
+        xp = xp_of(x)
+        positive = norm > 0
+        safe = xp.where(positive, norm, 1)
+        if p == 1:
+            slope = xp.sign(x) * positive
+        elif p == 2:
+            slope = x / safe * positive
+        else:
+            slope = xp.sign(x) * (xp.abs(x) / safe) ** (p - 1) * positive
+        return (tangents[0] * slope).sum(axis=shifted(dims, x.ndim), keepdims=keepdim)
+
 
 class Einsum(Function):
     """out = einsum(equation, *operands) for an explicit equation ``"ij,jk->ik"`` (no ``...``, no letter
@@ -112,6 +139,20 @@ class Einsum(Function):
             grads.append(xp.broadcast_to(full, tuple(ctx.sizes[letter] for letter in sub)))
         return tuple(grads)
 
+    def jvp(ctx, primals, tangents, out, inputs, output):
+        """ṫ = Σ_k einsum(equation) with operand k replaced by its tangent (K as an extra letter)."""
+        xp = xp_of(out)
+        used = set("".join(inputs) + output)
+        letter = next(c for c in "KZYXWVUTSRQPONMLJIHGFEDCBAzyxwvutsrqponmlkjihgfedcba" if c not in used)
+        terms = []
+        for k, tangent in enumerate(tangents):
+            if tangent is None:
+                continue
+            subscripts = [letter + s if j == k else s for j, s in enumerate(inputs)]
+            operands = [tangent if j == k else a for j, a in enumerate(primals)]
+            terms.append(xp.einsum(",".join(subscripts) + "->" + letter + output, *operands))
+        return total(out, *terms)
+
 
 class Log1p(Function):
     """out = log(1 + x), accurate for small x;  dx = g / (1 + x)."""
@@ -122,6 +163,10 @@ class Log1p(Function):
 
     def backward(ctx, g):
         return g / (1 + ctx.saved[0])
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ẋ / (1 + x)."""
+        return tangents[0] / (1 + primals[0])
 
 
 def _exclusive_products(x, axis):
@@ -155,6 +200,12 @@ class Prod(Function):
         left, right = _exclusive_products(x, ctx.dim)
         return g * left * right
 
+    def jvp(ctx, primals, tangents, out, dim, keepdim):
+        """ṫ = Σ_j ẋ_j Π_{k≠j} x_k along ``dim`` (exact with zeros)."""
+        (x,) = primals
+        left, right = _exclusive_products(x, dim)
+        return (tangents[0] * (left * right)).sum(axis=dim % x.ndim + 1, keepdims=keepdim)
+
 
 class CumProd(Function):
     """out_i = Π_{k≤i} x_k along ``dim``;  dx_j = Σ_{i≥j} g_i Π_{k≤i, k≠j} x_k, which is
@@ -182,6 +233,23 @@ class CumProd(Function):
             grad[..., j] = (moved_g[..., j:] * running[..., j:]).sum(axis=-1)
         return xp.moveaxis(grad, -1, dim)
 
+    def jvp(ctx, primals, tangents, out, dim):
+        """ṫ_i = Σ_{j≤i} ẋ_j Π_{k≤i, k≠j} x_k along ``dim``: out_i Σ_{j≤i} ẋ_j / x_j without zeros,
+        term by term otherwise."""
+        (x,), t = primals, tangents[0]
+        xp = xp_of(out)
+        axis = dim % x.ndim
+        if bool((x != 0).all()):
+            return out * xp.cumsum(t / x, axis=axis + 1)
+        moved_x, moved_t = xp.moveaxis(x, axis, -1), xp.moveaxis(t, axis + 1, -1)
+        result = xp.zeros(moved_t.shape[:1] + moved_x.shape, dtype=out.dtype)
+        for j in range(moved_x.shape[-1]):
+            others = moved_x.copy()
+            others[..., j] = 1
+            running = xp.cumprod(others, axis=-1)
+            result[..., j:] += moved_t[..., j : j + 1] * running[..., j:]
+        return xp.moveaxis(result, -1, axis + 1)
+
 
 class Remainder(Function):
     """out = a - q·b with q = trunc(a / b) (``fmod``, sign of a) or floor(a / b) (``remainder``, sign of
@@ -197,3 +265,8 @@ class Remainder(Function):
         grad_a = g if ctx.needs_input_grad[0] else None
         grad_b = -g * ctx.saved[0] if ctx.needs_input_grad[1] else None
         return grad_a, grad_b
+
+    def jvp(ctx, primals, tangents, out, floor):
+        """ṫ = ȧ - ḃ q with q = (a - out) / b (piecewise constant)."""
+        ta, tb = tangents
+        return total(out, lift(ta, out.ndim), None if tb is None else -lift(tb, out.ndim) * ctx.saved[0])

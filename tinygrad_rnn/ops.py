@@ -16,6 +16,7 @@ from typing import Any
 
 from . import backend, fastpaths
 from .autograd import Function
+from .forward_ad import lift, shifted, total
 from .fused_ops import GRUCellPointwise as GRUCellPointwise
 from .fused_ops import LSTMCellPointwise as LSTMCellPointwise
 from .loss_ops import CrossEntropy as CrossEntropy
@@ -47,6 +48,10 @@ class Add(Function):
     def backward(ctx, g):
         return g, g
 
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ȧ + ḃ."""
+        return total(out, lift(tangents[0], out.ndim), lift(tangents[1], out.ndim))
+
 
 class Sub(Function):
     """out = a - b;  da = g, db = -g."""
@@ -56,6 +61,11 @@ class Sub(Function):
 
     def backward(ctx, g):
         return g, (-g if ctx.needs_input_grad[1] else None)
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ȧ - ḃ."""
+        ta, tb = tangents
+        return total(out, lift(ta, out.ndim), None if tb is None else -lift(tb, out.ndim))
 
 
 class Mul(Function):
@@ -68,6 +78,15 @@ class Mul(Function):
     def backward(ctx, g):
         a, b = ctx.saved
         return (g * b if ctx.needs_input_grad[0] else None), (g * a if ctx.needs_input_grad[1] else None)
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ȧ b + a ḃ."""
+        (a, b), (ta, tb) = primals, tangents
+        return total(
+            out,
+            None if ta is None else lift(ta, out.ndim) * b,
+            None if tb is None else lift(tb, out.ndim) * a,
+        )
 
 
 class Div(Function):
@@ -86,6 +105,15 @@ class Div(Function):
         da = g / b if ctx.needs_input_grad[0] else None
         db = -g * out / b if ctx.needs_input_grad[1] else None
         return da, db
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ȧ / b - ḃ out / b."""
+        b, (ta, tb) = primals[1], tangents
+        return total(
+            out,
+            None if ta is None else lift(ta, out.ndim) / b,
+            None if tb is None else -lift(tb, out.ndim) * (out / b),
+        )
 
 
 class Pow(Function):
@@ -106,6 +134,17 @@ class Pow(Function):
             db = g * out * xp.log(xp.where(positive, a, 1)) * positive
         return da, db
 
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ȧ b a^(b-1) + ḃ out log(a) (the second term 0 where a <= 0, as in backward)."""
+        (a, b), (ta, tb) = primals, tangents
+        xp = xp_of(out)
+        da = None if ta is None else lift(ta, out.ndim) * (b * a ** (b - 1))
+        db = None
+        if tb is not None:
+            positive = a > 0
+            db = lift(tb, out.ndim) * (out * xp.log(xp.where(positive, a, 1)) * positive)
+        return total(out, da, db)
+
 
 class PowConstant(Function):
     """out = x ** c for a Python number c;  dx = g * c * x**(c-1)."""
@@ -125,6 +164,13 @@ class PowConstant(Function):
             return g * (2 * x)
         return g * (c * x ** (c - 1))
 
+    def jvp(ctx, primals, tangents, out, exponent):
+        """ṫ = ẋ c x^(c-1) (0 for c = 0)."""
+        (x,), (t,) = primals, tangents
+        if exponent == 0:
+            return total(out, t * 0)
+        return t * (exponent * x ** (exponent - 1))
+
 
 class Maximum(Function):
     """out = max(a, b) elementwise;  the gradient goes to the larger operand, half to each on a tie."""
@@ -138,6 +184,16 @@ class Maximum(Function):
         share = (a > b) + 0.5 * (a == b)
         return g * share.astype(g.dtype, copy=False), g * (1 - share).astype(g.dtype, copy=False)
 
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ȧ where a > b, ḃ where b > a, (ȧ + ḃ)/2 on a tie (the backward's shares)."""
+        (a, b), (ta, tb) = primals, tangents
+        share = ((a > b) + 0.5 * (a == b)).astype(out.dtype)
+        return total(
+            out,
+            None if ta is None else lift(ta, out.ndim) * share,
+            None if tb is None else lift(tb, out.ndim) * (1 - share),
+        )
+
 
 class Minimum(Function):
     """out = min(a, b) elementwise;  the gradient goes to the smaller operand, half to each on a tie."""
@@ -150,6 +206,16 @@ class Minimum(Function):
         a, b = ctx.saved
         share = (a < b) + 0.5 * (a == b)
         return g * share.astype(g.dtype, copy=False), g * (1 - share).astype(g.dtype, copy=False)
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ȧ where a < b, ḃ where b < a, (ȧ + ḃ)/2 on a tie (the backward's shares)."""
+        (a, b), (ta, tb) = primals, tangents
+        share = ((a < b) + 0.5 * (a == b)).astype(out.dtype)
+        return total(
+            out,
+            None if ta is None else lift(ta, out.ndim) * share,
+            None if tb is None else lift(tb, out.ndim) * (1 - share),
+        )
 
 
 class Where(Function):
@@ -167,6 +233,18 @@ class Where(Function):
         db = xp.where(condition, zero, g) if ctx.needs_input_grad[2] else None
         return None, da, db
 
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ȧ where condition else ḃ."""
+        condition = primals[0]
+        _, ta, tb = tangents
+        zero = out.dtype.type(0)
+        xp = xp_of(out)
+        return total(
+            out,
+            None if ta is None else xp.where(condition, lift(ta, out.ndim), zero),
+            None if tb is None else xp.where(condition, zero, lift(tb, out.ndim)),
+        )
+
 
 # ---- elementwise, one operand --------------------------------------------------------------------------
 
@@ -180,6 +258,10 @@ class Neg(Function):
     def backward(ctx, g):
         return -g
 
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = -ẋ."""
+        return -tangents[0]
+
 
 class Exp(Function):
     """out = exp(x);  dx = g * out."""
@@ -192,6 +274,10 @@ class Exp(Function):
     def backward(ctx, g):
         return g * ctx.saved[0]
 
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ẋ out."""
+        return tangents[0] * out
+
 
 class Log(Function):
     """out = log(x);  dx = g / x."""
@@ -202,6 +288,10 @@ class Log(Function):
 
     def backward(ctx, g):
         return g / ctx.saved[0]
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ẋ / x."""
+        return tangents[0] / primals[0]
 
 
 class Tanh(Function):
@@ -215,6 +305,10 @@ class Tanh(Function):
     def backward(ctx, g):
         out = ctx.saved[0]
         return g * (1 - out * out)
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ẋ (1 - out²)."""
+        return tangents[0] * (1 - out * out)
 
 
 def stable_sigmoid(x: Any) -> Any:
@@ -237,6 +331,10 @@ class Sigmoid(Function):
         out = ctx.saved[0]
         return g * out * (1 - out)
 
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ẋ out (1 - out)."""
+        return tangents[0] * (out * (1 - out))
+
 
 class Relu(Function):
     """out = max(x, 0);  dx = g where x > 0, else 0."""
@@ -248,6 +346,10 @@ class Relu(Function):
 
     def backward(ctx, g):
         return g * (ctx.saved[0] > 0)
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ẋ where x > 0, else 0."""
+        return tangents[0] * (out > 0)
 
 
 class Sqrt(Function):
@@ -261,6 +363,10 @@ class Sqrt(Function):
     def backward(ctx, g):
         return g / (2 * ctx.saved[0])
 
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ẋ / (2 out)."""
+        return tangents[0] / (2 * out)
+
 
 class Abs(Function):
     """out = |x|;  dx = g * sign(x) (0 at 0)."""
@@ -271,6 +377,10 @@ class Abs(Function):
 
     def backward(ctx, g):
         return g * xp_of(g).sign(ctx.saved[0])
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ẋ sign(x)."""
+        return tangents[0] * xp_of(out).sign(primals[0])
 
 
 class Clamp(Function):
@@ -290,6 +400,10 @@ class Clamp(Function):
             inside = inside & (x <= ctx.high)
         return g * inside
 
+    def jvp(ctx, primals, tangents, out, low=None, high=None):
+        """ṫ = ẋ where low <= x <= high, else 0."""
+        return Clamp.backward(ctx, tangents[0])
+
 
 class Cast(Function):
     """out = x converted to ``dtype``;  dx = g converted back to x's dtype."""
@@ -301,6 +415,10 @@ class Cast(Function):
     def backward(ctx, g):
         return g.astype(ctx.input_dtype)
 
+    def jvp(ctx, primals, tangents, out, dtype):
+        """ṫ = ẋ converted to ``dtype``."""
+        return tangents[0].astype(dtype)
+
 
 class Copy(Function):
     """out = a copy of x (``clone``);  dx = g."""
@@ -310,6 +428,10 @@ class Copy(Function):
 
     def backward(ctx, g):
         return g
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = a copy of ẋ."""
+        return tangents[0].copy()
 
 
 class ToDevice(Function):
@@ -322,6 +444,10 @@ class ToDevice(Function):
     def backward(ctx, g):
         return backend.to_device(g, ctx.source)
 
+    def jvp(ctx, primals, tangents, out, device):
+        """ṫ = ẋ moved to the output's device."""
+        return backend.to_device(tangents[0], device)
+
 
 # ---- matrix product ------------------------------------------------------------------------------------
 
@@ -333,6 +459,24 @@ def _matmul(a: Any, b: Any) -> Any:
     if a.ndim > 2 and b.ndim == 2:
         return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[-1])
     return a @ b
+
+
+def _matmul_tangent_left(ta: Any, a: Any, b: Any) -> Any:
+    """ȧ @ b with K leading ȧ (None when ȧ is None); a 1-D a is a row, as ``matmul`` promotes it."""
+    if ta is None:
+        return None
+    if a.ndim == 1:
+        return (lift(ta[:, None, :], max(2, b.ndim)) @ b)[..., 0, :] if b.ndim > 1 else ta @ b
+    return lift(ta, max(a.ndim, b.ndim)) @ b
+
+
+def _matmul_tangent_right(a: Any, tb: Any, b: Any) -> Any:
+    """a @ ḃ with K leading ḃ (None when ḃ is None); a 1-D b is a column, as ``matmul`` promotes it."""
+    if tb is None:
+        return None
+    if b.ndim == 1:
+        return (a @ lift(tb[..., None], max(2, a.ndim)))[..., 0]
+    return a @ lift(tb, max(a.ndim, b.ndim))
 
 
 class MatMul(Function):
@@ -383,6 +527,11 @@ class MatMul(Function):
                 db = db.reshape(-1, b.shape[0]).sum(axis=0) if db.ndim > 2 else db[:, 0]
         return da, db
 
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ȧ @ b + a @ ḃ (each term with K as a leading batch axis)."""
+        (a, b), (ta, tb) = primals[:2], tangents[:2]
+        return total(out, _matmul_tangent_left(ta, a, b), _matmul_tangent_right(a, tb, b))
+
 
 class AddMatMul(MatMul):
     """out = a @ b + c (``torch.addmm``'s shape of work, any operands ``matmul`` accepts, c broadcast);
@@ -407,6 +556,11 @@ class AddMatMul(MatMul):
     def backward(ctx, g):
         da, db = MatMul.backward(ctx, g)
         return da, db, (g if ctx.needs_input_grad[2] else None)
+
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = ȧ @ b + a @ ḃ + ċ."""
+        (a, b, _), (ta, tb, tc) = primals, tangents
+        return total(out, _matmul_tangent_left(ta, a, b), _matmul_tangent_right(a, tb, b), lift(tc, out.ndim))
 
 
 class TanhAddMatMul(Function):
@@ -439,6 +593,14 @@ class TanhAddMatMul(Function):
         db = fastpaths.outer_product(a, d) if needs[1] else None
         return da, db, (d if needs[2] else None)
 
+    def jvp(ctx, primals, tangents, out):
+        """ṫ = (1 - out²) ⊙ (ȧ @ b + a @ ḃ + ċ)."""
+        (a, b, _), (ta, tb, tc) = primals, tangents
+        inner = total(
+            out, _matmul_tangent_left(ta, a, b), _matmul_tangent_right(a, tb, b), lift(tc, out.ndim)
+        )
+        return inner * (1 - out * out)
+
 
 # ---- reductions --------------------------------------------------------------------------------------
 
@@ -461,6 +623,10 @@ class Sum(Function):
         g = _expand_reduced(g, ctx.shape, ctx.dims, ctx.keepdim)
         return xp_of(g).broadcast_to(g, ctx.shape)
 
+    def jvp(ctx, primals, tangents, out, dims, keepdim):
+        """ṫ = Σ ẋ over ``dims``."""
+        return tangents[0].sum(axis=shifted(dims, primals[0].ndim), keepdims=keepdim)
+
 
 class Mean(Function):
     """out = (1/n) Σ x over ``dims``;  dx = g / n broadcast back."""
@@ -474,6 +640,11 @@ class Mean(Function):
     def backward(ctx, g):
         g = _expand_reduced(g, ctx.shape, ctx.dims, ctx.keepdim) / g.dtype.type(ctx.count)
         return xp_of(g).broadcast_to(g, ctx.shape)
+
+    def jvp(ctx, primals, tangents, out, dims, keepdim):
+        """ṫ = (1/n) Σ ẋ over ``dims``."""
+        summed = tangents[0].sum(axis=shifted(dims, primals[0].ndim), keepdims=keepdim)
+        return summed / out.dtype.type(ctx.count)
 
 
 class Amax(Function):
@@ -490,6 +661,13 @@ class Amax(Function):
         winners = (x == out).astype(g.dtype)
         winners /= winners.sum(axis=ctx.dims, keepdims=True)
         return _expand_reduced(g, x.shape, ctx.dims, ctx.keepdim) * winners
+
+    def jvp(ctx, primals, tangents, out, dims, keepdim):
+        """ṫ = the mean of ẋ over the elements equal to the maximum (the backward's even share)."""
+        x, reduced = ctx.saved
+        winners = (x == reduced).astype(out.dtype)
+        winners /= winners.sum(axis=dims, keepdims=True)
+        return (tangents[0] * winners).sum(axis=shifted(dims, x.ndim), keepdims=keepdim)
 
 
 class LogSumExp(Function):
@@ -513,6 +691,11 @@ class LogSumExp(Function):
         (softmax,) = ctx.saved
         return _expand_reduced(g, softmax.shape, ctx.dims, ctx.keepdim) * softmax
 
+    def jvp(ctx, primals, tangents, out, dims, keepdim):
+        """ṫ = Σ softmax(x) ẋ over ``dims``."""
+        (softmax,) = ctx.saved
+        return (tangents[0] * softmax).sum(axis=shifted(dims, softmax.ndim), keepdims=keepdim)
+
 
 class Softmax(Function):
     """out = exp(x - max) / Σ exp(x - max) along ``dim``;  dx = out * (g - Σ g*out)."""
@@ -528,6 +711,11 @@ class Softmax(Function):
     def backward(ctx, g):
         out = ctx.saved[0]
         return out * (g - (g * out).sum(axis=ctx.dim, keepdims=True))
+
+    def jvp(ctx, primals, tangents, out, dim):
+        """ṫ = out ⊙ (ẋ - Σ out ẋ) along ``dim``."""
+        t = tangents[0]
+        return out * (t - (t * out).sum(axis=shifted(dim, out.ndim), keepdims=True))
 
 
 class LogSoftmax(Function):
@@ -545,6 +733,11 @@ class LogSoftmax(Function):
         out = ctx.saved[0]
         return g - xp_of(g).exp(out) * g.sum(axis=ctx.dim, keepdims=True)
 
+    def jvp(ctx, primals, tangents, out, dim):
+        """ṫ = ẋ - Σ softmax(x) ẋ along ``dim``."""
+        t = tangents[0]
+        return t - (t * xp_of(out).exp(out)).sum(axis=shifted(dim, out.ndim), keepdims=True)
+
 
 # ---- random --------------------------------------------------------------------------------------------
 
@@ -561,6 +754,10 @@ class Dropout(Function):
 
     def backward(ctx, g):
         return g * ctx.saved[0]
+
+    def jvp(ctx, primals, tangents, out, p):
+        """ṫ = ẋ ⊙ mask / (1 - p), the same mask as the forward pass."""
+        return tangents[0] * ctx.saved[0]
 
 
 # ---- in-place writes, scatters and the ops beyond the basic set (index_ops.py, math_ops.py) -----------

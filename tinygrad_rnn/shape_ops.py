@@ -11,6 +11,7 @@ from typing import Any
 
 from . import backend
 from .autograd import Function
+from .forward_ad import batch_size, lift, zeros_for
 
 xp_of = backend.get_array_module
 
@@ -25,6 +26,11 @@ class Reshape(Function):
     def backward(ctx, g):
         return g.reshape(ctx.shape)
 
+    def jvp(ctx, primals, tangents, out, shape):
+        """ṫ = ẋ reshaped like out."""
+        t = tangents[0]
+        return t.reshape((t.shape[0], *out.shape))
+
 
 class Permute(Function):
     """out = x with its axes reordered by ``dims``;  dx = g with the inverse permutation."""
@@ -35,6 +41,11 @@ class Permute(Function):
 
     def backward(ctx, g):
         return g.transpose(ctx.inverse)
+
+    def jvp(ctx, primals, tangents, out, dims):
+        """ṫ = ẋ with the same axes reordering (K stays first)."""
+        ndim = primals[0].ndim
+        return tangents[0].transpose((0, *(d % ndim + 1 for d in dims)))
 
 
 class Expand(Function):
@@ -47,11 +58,53 @@ class Expand(Function):
     def backward(ctx, g):
         return g
 
+    def jvp(ctx, primals, tangents, out, shape):
+        """ṫ = ẋ broadcast to out's shape."""
+        t = lift(tangents[0], out.ndim)
+        return xp_of(t).broadcast_to(t, (t.shape[0], *out.shape))
+
 
 def _basic_index(index: Any) -> bool:
     """True when ``index`` selects without integer or boolean arrays (so no element repeats)."""
     items = index if isinstance(index, tuple) else (index,)
     return all(i is None or i is Ellipsis or isinstance(i, int | slice) for i in items)
+
+
+def _batched_index(index: Any) -> tuple | None:
+    """``index`` with a full slice in front, selecting the same elements of every direction of a
+    ``(K, *shape)`` tangent with K kept first; None where NumPy would move K (advanced indices that
+    are not adjacent put their axes first), and the caller loops over K instead."""
+    items = index if isinstance(index, tuple) else (index,)
+    basic = [i is None or i is Ellipsis or isinstance(i, slice) for i in items]
+    advanced = [k for k, b in enumerate(basic) if not b]
+    has_array = any(not isinstance(items[k], int) for k in advanced)
+    if has_array and advanced[-1] - advanced[0] + 1 != len(advanced):
+        return None
+    return (slice(None), *items)
+
+
+def batched_take(tangent: Any, index: Any) -> Any:
+    """``tangent[k][index]`` for every direction k, stacked: ``(K, *x[index].shape)``."""
+    batched = _batched_index(index)
+    if batched is not None:
+        return tangent[batched]
+    return xp_of(tangent).stack([t[index] for t in tangent])
+
+
+def batched_put(target: Any, index: Any, values: Any, accumulate: bool) -> None:
+    """``target[k][index] = values[k]`` (``+=`` with repeats summed when ``accumulate``) for every
+    direction k of a ``(K, *shape)`` target, in place; ``values`` broadcasts against the selection."""
+    batched = _batched_index(index)
+    if batched is None:
+        for k in range(target.shape[0]):
+            batched_put(target[k : k + 1], index, values[min(k, values.shape[0] - 1)][None], accumulate)
+        return
+    selected = target[batched].shape
+    values = xp_of(target).broadcast_to(lift(values, len(selected) - 1), selected)
+    if accumulate:
+        backend.scatter_add(target, batched, values)
+    else:
+        target[batched] = values
 
 
 class GetItem(Function):
@@ -68,6 +121,10 @@ class GetItem(Function):
         else:
             backend.scatter_add(grad, ctx.index, g)
         return grad
+
+    def jvp(ctx, primals, tangents, out, index):
+        """ṫ = ẋ[index] for each of the K directions."""
+        return batched_take(tangents[0], index)
 
 
 class Gather(Function):
@@ -93,6 +150,13 @@ class Gather(Function):
         backend.scatter_add(grad, tuple(positions), g)
         return None if not ctx.needs_input_grad[0] else grad, None
 
+    def jvp(ctx, primals, tangents, out, dim):
+        """ṫ = gather(ẋ, index) along ``dim``."""
+        t, index = tangents[0], primals[1]
+        xp = xp_of(t)
+        batched_index = xp.broadcast_to(index, (t.shape[0], *index.shape))
+        return xp.take_along_axis(t, batched_index, axis=dim % index.ndim + 1)
+
     # ``index`` is passed as a non-differentiable Tensor, so the tape expects two gradients.
 
 
@@ -115,6 +179,10 @@ class Cat(Function):
             for (lo, hi), need in zip(ctx.bounds, ctx.needs_input_grad)
         )
 
+    def jvp(ctx, primals, tangents, out, dim):
+        """ṫ = the inputs' tangents joined along ``dim`` (zeros for an input without tangent)."""
+        return xp_of(out).concatenate(_full_tangents(primals, tangents), axis=dim % out.ndim + 1)
+
 
 class Stack(Function):
     """out = the inputs stacked along a new axis ``dim``;  input i's gradient is g's slice i there."""
@@ -126,6 +194,10 @@ class Stack(Function):
     def backward(ctx, g):
         prefix = (slice(None),) * ctx.dim
         return tuple(g[(*prefix, i)] if need else None for i, need in enumerate(ctx.needs_input_grad))
+
+    def jvp(ctx, primals, tangents, out, dim):
+        """ṫ = the inputs' tangents stacked along a new axis ``dim`` (zeros for an input without tangent)."""
+        return xp_of(out).stack(_full_tangents(primals, tangents), axis=dim % out.ndim + 1)
 
 
 class Split(Function):
@@ -152,6 +224,11 @@ class Split(Function):
                 grad[s] = g
         return grad
 
+    def jvp(ctx, primals, tangents, out, sizes, dim):
+        """ṫ_k = the k-th piece of ẋ."""
+        t = tangents[0]
+        return tuple(t[(slice(None), *s)] for s in ctx.slices)
+
 
 class Unbind(Function):
     """outs = the slices of x along ``dim`` (that axis removed);  one gradient buffer, as in Split."""
@@ -173,6 +250,21 @@ class Unbind(Function):
             if g is not None:
                 moved[i] = g
         return grad
+
+    def jvp(ctx, primals, tangents, out, dim):
+        """ṫ_k = the k-th slice of ẋ along ``dim``."""
+        t = tangents[0]
+        moved = xp_of(t).moveaxis(t, dim % primals[0].ndim + 1, 1)
+        return tuple(moved[:, i] for i in range(moved.shape[1]))
+
+
+def _full_tangents(primals: tuple, tangents: tuple) -> list:
+    """Every input's tangent as ``(K, *shape)``, zeros for an input that carries none."""
+    size = batch_size(tangents)
+    return [
+        zeros_for(p, size) if t is None else xp_of(t).broadcast_to(t, (size, *p.shape))
+        for p, t in zip(primals, tangents)
+    ]
 
 
 def _dtype_of(grads: tuple) -> Any:
