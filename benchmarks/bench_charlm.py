@@ -175,7 +175,7 @@ def make_numpy(cell: str, hidden: int, layers: int, stream: np.ndarray) -> Calla
     if bottom is not None:
         for name in (reference.READOUT_WEIGHT, reference.READOUT_BIAS):
             del bottom[name]
-    params = [top] if bottom is None else [top, bottom]
+    params = [top] if bottom is None else [bottom, top]
     moments = [{name: (np.zeros_like(a), np.zeros_like(a)) for name, a in p.items()} for p in params]
     windows = Windows(stream)
     zeros = np.zeros((BATCH, hidden), np.float32)
@@ -214,9 +214,7 @@ def make_numpy(cell: str, hidden: int, layers: int, stream: np.ndarray) -> Calla
             state["c"][-1] = result.cell
         # clip_grad_norm_: one global L2 norm, every gradient scaled by min(1, max / (norm + 1e-6))
         pairs = [(p, g, m) for p, g, m in zip(params, all_grads, moments)]
-        total = math.sqrt(
-            sum(float((g[name] * g[name]).sum()) for _, g, _ in pairs for name in g if name in _)
-        )
+        total = math.sqrt(sum(float((g[name] * g[name]).sum()) for p, g, _ in pairs for name in p))
         scale = min(1.0, CLIP / (total + 1e-6))
         state["step"] += 1
         step = state["step"]
