@@ -1,20 +1,26 @@
 """The engine's measured speed-ups, each next to the plain code it is equivalent to.
 
 Read ``autograd.py`` first: the walk there is complete without this module, which only changes how
-some gradients are represented while the walk runs, never their values. A speed-up stays here only
+some gradients are represented while the walk runs (and how the LSTM cell's NumPy arithmetic is
+arranged), never their values. A speed-up stays here only
 while the benchmark shows it earns at least 5 % at the medium or large size of
-``benchmarks/bench_rnn.py`` (see docs/performance.md, "Engine rewrite"); each has a test in
-``tests/test_fastpaths.py`` that it gives the plain path's gradients.
+``benchmarks/bench_rnn.py`` or in the main job's update (``benchmarks/bench_charlm.py``; see
+docs/performance.md, "Engine rewrite" and "The main job's update"); each has a test in
+``tests/test_fastpaths.py`` or ``tests/test_fastpaths_lstm.py`` that it gives the plain path's gradients.
 
 Ops call these by name (``fastpaths.outer_product(a, g)``), never by reading engine flags.
 
-The one speed-up kept:
+The speed-ups kept:
 
 * :func:`outer_product` -- the weight gradient aᵀ g of a matrix product, summed lazily (for weights
   of at least ``DEFER_MIN_BYTES``). Plain code:
   ``return a.T @ g``. A recurrent weight used at T steps then receives T factor pairs that the walk
   multiplies once, [a_1; ...; a_T]ᵀ [g_1; ...; g_T], instead of T (M, N) products added one by one
   (what hand-written BPTT does after its loop).
+* :func:`lstm_cell_forward` / :func:`lstm_cell_backward` -- ``LSTMCellPointwise`` on NumPy. Plain
+  code: the cell's formulas with one array per gate and σ(a) = ½(1 + tanh(a/2)). Here the gates sit
+  gate-major in one contiguous (4, B, H) buffer and one ``exp`` evaluates all four nonlinearities;
+  6 % off the main job's update at H = 128.
 """
 
 from __future__ import annotations
