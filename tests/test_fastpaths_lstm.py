@@ -90,3 +90,21 @@ def test_lstm_layer_with_the_fast_path_gives_the_unfused_gradients(num_layers):
     assert fast.keys() == plain.keys()
     for name, value in plain.items():
         np.testing.assert_allclose(fast[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_transposed_product_equals_the_plain_product_laid_out_column_major():
+    rng = np.random.default_rng(3)
+    a, g = rng.standard_normal((6, 4)), rng.standard_normal((6, 5))
+    out = fastpaths.transposed_product(a, g)
+    np.testing.assert_allclose(out, a.T @ g, rtol=1e-12)
+    assert out.flags.f_contiguous
+
+
+def test_deferred_weight_gradients_reach_grad_row_major_like_the_weights(monkeypatch):
+    monkeypatch.setattr(fastpaths, "DEFER_MIN_BYTES", 0)
+    deferred = _lstm_model_gradients(1)
+    with nn.unfused():
+        plain = _lstm_model_gradients(1)
+    for name in ("weight_ih_l0", "weight_hh_l0"):
+        np.testing.assert_allclose(deferred[name], plain[name], rtol=1e-10, atol=1e-12, err_msg=name)
+        assert deferred[name].flags.c_contiguous, name

@@ -63,10 +63,10 @@ class OuterProductSum:
         """The sum as one array: one product of the stacked factors, plus the dense term."""
         lefts, rights = self.lefts, self.rights
         if len(lefts) == 1:
-            out = lefts[0].T @ rights[0]
+            out = transposed_product(lefts[0], rights[0])
         else:
             xp = backend.get_array_module(rights[0])
-            out = xp.concatenate(lefts).T @ xp.concatenate(rights)
+            out = transposed_product(xp.concatenate(lefts), xp.concatenate(rights))
         if self.dense is not None:
             out = out + self.dense
         return out
@@ -89,6 +89,19 @@ def outer_product(a: Any, g: Any) -> Any:
     if a.shape[-1] * g.shape[-1] * g.itemsize < DEFER_MIN_BYTES:
         return a.T @ g
     return OuterProductSum(a, g)
+
+
+def transposed_product(a: Any, g: Any) -> Any:
+    """aᵀ g computed as (gᵀ a)ᵀ: the same values, laid out column-major.
+
+    Plain equivalent: ``a.T @ g``. The weights of ``nn.Linear`` and the recurrent layers are used
+    transposed (PyTorch's (out, in) layout, y = x wᵀ), so their gradient is the transpose of this one:
+    computed this way it reaches ``.grad`` row-major like the weight, and the optimizer's elementwise
+    update runs on contiguous arrays (strided, Adam took 32 ms instead of 11 ms per update of the main
+    job's model at H = 512). Used for the deferred (large) products only: the small per-step ones,
+    summed step by step, measured 2 % slower this way on the tanh RNN at H = 128.
+    """
+    return (g.T @ a).T
 
 
 def dense(grad: Any) -> Any:
