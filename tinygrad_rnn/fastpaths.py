@@ -16,7 +16,9 @@ The speed-ups kept:
   of at least ``DEFER_MIN_BYTES``). Plain code:
   ``return a.T @ g``. A recurrent weight used at T steps then receives T factor pairs that the walk
   multiplies once, [a_1; ...; a_T]ᵀ [g_1; ...; g_T], instead of T (M, N) products added one by one
-  (what hand-written BPTT does after its loop).
+  (what hand-written BPTT does after its loop). It is multiplied out as (gᵀa)ᵀ
+  (:func:`transposed_product`), so that a weight used transposed gets a row-major ``.grad``: 7-9 %
+  off the main job's model at H = 256 x 2 and 512 (Adam no longer runs strided).
 * :func:`lstm_cell_forward` / :func:`lstm_cell_backward` -- ``LSTMCellPointwise`` on NumPy. Plain
   code: the cell's formulas with one array per gate and σ(a) = ½(1 + tanh(a/2)). Here the gates sit
   gate-major in one contiguous (4, B, H) buffer and one ``exp`` evaluates all four nonlinearities;
