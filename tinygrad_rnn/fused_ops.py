@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import backend
+from . import backend, fastpaths
 from .autograd import Function
 from .forward_ad import batch_size, zeros_for
 
@@ -96,24 +96,28 @@ class LSTMCellPointwise(Function):
         da_i = dc ⊙ g ⊙ i(1 - i),  da_f = dc ⊙ c ⊙ f(1 - f),  da_g = dc ⊙ i ⊙ (1 - g²),
         da_o = gh ⊙ tanh(c') ⊙ o(1 - o),  dc_prev = dc ⊙ f
 
-    One fused kernel for the forward and one for the backward on a GPU; ``xp`` operations on NumPy.
+    One fused kernel for the forward and one for the backward on a GPU; on NumPy the same formulas in
+    few array passes (``fastpaths.lstm_cell_forward``/``lstm_cell_backward``).
     """
 
     def forward(ctx, gates, c_prev):
         _check_gates("LSTMCellPointwise", gates, c_prev, 4)
-        a_in, a_forget, a_cell, a_out = _split(gates, 4)
         kernel = backend.fused_kernel(gates, *LSTM_FORWARD)
-        if kernel is not None:
-            c_new, h_new, i, f, g, o = kernel(a_in, a_forget, a_cell, a_out, c_prev)
-        else:
-            xp = xp_of(gates)
-            i, f, g, o = _sigmoid(a_in), _sigmoid(a_forget), xp.tanh(a_cell), _sigmoid(a_out)
-            c_new = f * c_prev + i * g
-            h_new = o * xp.tanh(c_new)
+        if kernel is None:  # NumPy: the same formulas in few array passes (fastpaths.lstm_cell_forward)
+            h_new, c_new, activations, tanh_c = fastpaths.lstm_cell_forward(gates, c_prev)
+            ctx.save_for_backward(activations, c_prev, tanh_c)
+            return h_new, c_new
+        c_new, h_new, i, f, g, o = kernel(*_split(gates, 4), c_prev)
         ctx.save_for_backward(i, f, g, o, c_prev, c_new)
         return h_new, c_new
 
     def backward(ctx, grad_h, grad_c):
+        if len(ctx.saved) == 3:
+            activations, c_prev, tanh_c = ctx.saved
+            grad_gates, grad_c_prev = fastpaths.lstm_cell_backward(
+                activations, c_prev, tanh_c, grad_h, grad_c
+            )
+            return grad_gates, (grad_c_prev if ctx.needs_input_grad[1] else None)
         i, f, g, o, c_prev, c_new = ctx.saved
         xp = xp_of(c_new)
         if grad_h is None:
@@ -121,20 +125,9 @@ class LSTMCellPointwise(Function):
         if grad_c is None:
             grad_c = xp.zeros_like(c_new)
         grad_gates = xp.empty((*c_new.shape[:-1], 4 * c_new.shape[-1]), dtype=c_new.dtype)
-        grad_in, grad_forget, grad_cell, grad_out = _split(grad_gates, 4)
+        grad_c_prev = xp.empty_like(c_new)
         kernel = backend.fused_kernel(c_new, *LSTM_BACKWARD)
-        if kernel is not None:
-            grad_c_prev = xp.empty_like(c_new)
-            outputs = (grad_in, grad_forget, grad_cell, grad_out, grad_c_prev)
-            kernel(i, f, g, o, c_prev, c_new, grad_h, grad_c, *outputs)
-        else:
-            tanh_c = xp.tanh(c_new)
-            grad_c_total = grad_c + grad_h * o * (1 - tanh_c * tanh_c)
-            grad_in[...] = grad_c_total * g * i * (1 - i)
-            grad_forget[...] = grad_c_total * c_prev * f * (1 - f)
-            grad_cell[...] = grad_c_total * i * (1 - g * g)
-            grad_out[...] = grad_h * tanh_c * o * (1 - o)
-            grad_c_prev = grad_c_total * f
+        kernel(i, f, g, o, c_prev, c_new, grad_h, grad_c, *_split(grad_gates, 4), grad_c_prev)
         return grad_gates, (grad_c_prev if ctx.needs_input_grad[1] else None)
 
     def jvp(ctx, primals, tangents, out):
