@@ -136,7 +136,14 @@ class LSTMCellPointwise(Function):
         di = i(1-i) ȧ_i, df = f(1-f) ȧ_f, dg = (1-g²) ȧ_g, do = o(1-o) ȧ_o
         ċ' = df ⊙ c + f ⊙ ċ + di ⊙ g + i ⊙ dg,   ḣ' = do ⊙ tanh(c') + o ⊙ (1 - tanh²(c')) ⊙ ċ'
         """
-        i, f, g, o, c_prev, c_new = ctx.saved
+        c_new = out[1]
+        if len(ctx.saved) == 3:  # the NumPy fast path saved the gates gate-major and tanh(c')
+            activations, c_prev, tanh_c = ctx.saved
+            i, f, g, o = (gate.reshape(c_new.shape) for gate in activations)
+            tanh_c = tanh_c.reshape(c_new.shape)
+        else:
+            i, f, g, o, c_prev, _ = ctx.saved
+            tanh_c = xp_of(c_new).tanh(c_new)
         t_gates, t_c = tangents
         xp = xp_of(c_new)
         size = batch_size(tangents)
@@ -147,7 +154,6 @@ class LSTMCellPointwise(Function):
         if t_c is not None:
             c_dot = c_dot + f * t_c
         c_dot = xp.broadcast_to(c_dot, (size, *c_new.shape))
-        tanh_c = xp.tanh(c_new)
         h_dot = (o * (1 - o)) * a_out * tanh_c + (o * (1 - tanh_c * tanh_c)) * c_dot
         return xp.broadcast_to(h_dot, (size, *c_new.shape)), c_dot
 
