@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown model {kind!r}; choose from {sorted(LAYERS)}")
 
     where = tg.cuda.get_device_name(device) if gpu else "no GPU: NumPy column only"
-    use_torch = gpu and not args.no_torch and _torch_usable()
+    use_torch = gpu and not args.no_torch and _torch_usable(args.device)
     torch_column = "yes" if use_torch else "no (left out, or torch or its GPU missing)"
     say(
         f"bench_gpu: device {device} ({where}); float32; forward + backward of one layer; budget "
@@ -321,11 +321,12 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if bad else 0
 
 
-def _torch_usable() -> bool:
+def _torch_usable(device: str) -> bool:
+    """torch imports and sees the GPU this run uses (the same index; a stand-in's GPU is not torch's)."""
     try:
         import torch
 
-        return bool(torch.cuda.is_available())
+        return bool(torch.cuda.is_available()) and (tg.device(device).index or 0) < torch.cuda.device_count()
     except Exception:
         return False
 

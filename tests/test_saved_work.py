@@ -266,7 +266,7 @@ def test_a_structure_nested_too_deeply_is_refused_with_a_clear_error(tmp_path):
         nested = '{"$list": [' * depth + "]}" * depth
         text = '{"format": "tinygrad_rnn.state", "version": 1, "root": ' + nested + "}"
         _structure_archive(tmp_path / "deep.npz", text.encode())
-        with pytest.raises(ValueError, match=r"deep\.npz.*(corrupted|nested too deeply)"):
+        with pytest.raises(ValueError, match=r"deep\.npz.*(corrupted|nested too deeply|levels deep)"):
             tg.load(tmp_path / "deep.npz")
 
 
@@ -405,3 +405,20 @@ def test_a_rejected_optimizer_state_leaves_the_optimizer_unchanged():
     for index, entry in before["state"].items():
         for key, value in entry.items():
             np.testing.assert_array_equal(after["state"][index][key], value)
+
+
+def test_a_state_nested_deeper_than_load_reads_is_refused_by_save_before_writing(tmp_path):
+    from tinygrad_rnn.serialization import MAX_DEPTH
+
+    deep: list = []
+    for _ in range(MAX_DEPTH + 5):
+        deep = [deep]
+    target = tmp_path / "deep.npz"
+    with pytest.raises(ValueError, match="nests over"):
+        tg.save({"x": deep}, target)
+    assert not target.exists()
+    shallow: list = []
+    for _ in range(MAX_DEPTH - 5):
+        shallow = [shallow]
+    tg.save({"x": shallow}, target)
+    assert tg.load(target) == {"x": shallow}

@@ -39,6 +39,11 @@ FORMAT = "tinygrad_rnn.state"
 VERSION = 1
 
 
+# Deeper than any state a program saves; an explicit bound, so that how deep a corrupted file may nest
+# does not depend on the interpreter's recursion limit or on how its comprehensions use frames.
+MAX_DEPTH = 200
+
+
 class _Encoder:
     """Turns a state tree into JSON-able data, collecting its arrays as numbered archive members."""
 
@@ -55,7 +60,10 @@ class _Encoder:
         self.arrays[name] = host
         return name
 
-    def encode(self, value: Any, where: str) -> Any:
+    def encode(self, value: Any, where: str, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            # Refused before anything is written, since load would refuse the file.
+            raise ValueError(f"save: the state nests over {MAX_DEPTH} levels deep (at {where[:80]}...)")
         if isinstance(value, Tensor):
             return {"$array": self.array(value._data, where)}
         if value is None or isinstance(value, bool | str):
@@ -76,10 +84,10 @@ class _Encoder:
                         f"save: {where} has a key of type {type(key).__name__}; "
                         "keys must be strings, numbers or None"
                     )
-                items.append([self.encode(key, where), self.encode(item, f"{where}[{key!r}]")])
+                items.append([self.encode(key, where), self.encode(item, f"{where}[{key!r}]", depth + 1)])
             return {"$dict": items}
         if isinstance(value, list | tuple):
-            encoded = [self.encode(item, f"{where}[{i}]") for i, item in enumerate(value)]
+            encoded = [self.encode(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
             return {"$tuple" if isinstance(value, tuple) else "$list": encoded}
         if callable(getattr(value, "state_dict", None)):
             # A module, optimizer or scheduler: saving the object would need pickle; its state dict does not.
@@ -94,7 +102,9 @@ class _Encoder:
         )
 
 
-def _decode(value: Any, arrays: dict[str, Any], path: str) -> Any:
+def _decode(value: Any, arrays: dict[str, Any], path: str, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"load: {path!r} is corrupted: its structure nests over {MAX_DEPTH} levels deep")
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, dict) and len(value) == 1:
@@ -109,17 +119,17 @@ def _decode(value: Any, arrays: dict[str, Any], path: str) -> Any:
         if tag == "$float" and content in ("nan", "inf", "-inf"):
             return float(content)
         if tag in ("$list", "$tuple") and isinstance(content, list):
-            items = [_decode(item, arrays, path) for item in content]
+            items = [_decode(item, arrays, path, depth + 1) for item in content]
             return tuple(items) if tag == "$tuple" else items
         if tag == "$dict" and isinstance(content, list):
             decoded = {}
             for pair in content:
                 if not isinstance(pair, list) or len(pair) != 2:
                     raise ValueError(f"load: {path!r} is corrupted: a dict entry is not a key-value pair")
-                key = _decode(pair[0], arrays, path)
+                key = _decode(pair[0], arrays, path, depth + 1)
                 if not (key is None or isinstance(key, bool | int | float | str)):
                     raise ValueError(f"load: {path!r} is corrupted: a dict key is not a string or number")
-                decoded[key] = _decode(pair[1], arrays, path)
+                decoded[key] = _decode(pair[1], arrays, path, depth + 1)
             return decoded
     raise ValueError(f"load: {path!r} is corrupted: unexpected entry {str(value)[:80]} in its structure")
 
