@@ -46,7 +46,7 @@ FUNCTIONS = frozenset(
     expand_dims expm1 eye flip floor fmod full full_like greater greater_equal isclose isfinite isinf
     isnan less less_equal linspace log log1p logaddexp logical_and logical_not logical_or matmul
     max maximum may_share_memory mean min minimum mod moveaxis multiply negative nonzero not_equal
-    ones ones_like outer power prod ravel reciprocal repeat reshape round sign sin sort split
+    ones ones_like outer power prod ravel reciprocal repeat reshape round searchsorted sign sin sort split
     sqrt square squeeze stack std subtract sum swapaxes take take_along_axis tanh tensordot tile
     transpose tril triu true_divide trunc var where zeros zeros_like""".split()  # noqa: SIM905
 )
