@@ -317,6 +317,18 @@ def nll_loss(
     )
 
 
+def _binary_target(name: str, what: str, input: Tensor, target: Any) -> Tensor:
+    """The checks both binary cross-entropies share: a floating ``input`` (``what``: logits or
+    probabilities), a target of its shape, returned as a Tensor of its dtype."""
+    _require_tensor(name, "input", input)
+    if input.dtype.kind != "f":
+        raise TypeError(f"{name}: input must be a floating tensor of {what}, got {input.dtype}")
+    target = target if isinstance(target, Tensor) else input._operand(target)
+    if target.shape != input.shape:
+        raise ValueError(f"{name}: target shape {target.shape} must equal input shape {input.shape}")
+    return target if target.dtype == input.dtype else target.to(input.dtype)
+
+
 def binary_cross_entropy_with_logits(
     input: Tensor,
     target: Tensor,
@@ -333,15 +345,8 @@ def binary_cross_entropy_with_logits(
     Gradients: dx = w [(p y + 1 - y) σ(x) - p y] g, dy = w [p softplus(-x) - softplus(x)] g.
     """
     name = "binary_cross_entropy_with_logits"
-    _require_tensor(name, "input", input)
-    if input.dtype.kind != "f":
-        raise TypeError(f"{name}: input must be a floating tensor of logits, got {input.dtype}")
+    target = _binary_target(name, "logits", input, target)
     reduction = _reduction(name, reduction, size_average, reduce)
-    target = target if isinstance(target, Tensor) else input._operand(target)
-    if target.shape != input.shape:
-        raise ValueError(f"{name}: target shape {target.shape} must equal input shape {input.shape}")
-    if target.dtype.kind != "f":
-        target = target.to(input.dtype)
     positive = ops.Softplus.apply(-input)
     negative = ops.Softplus.apply(input)
     if pos_weight is not None:
@@ -467,15 +472,8 @@ def binary_cross_entropy(
     :func:`binary_cross_entropy_with_logits` on logits. Gradient: dx = w g (x - y) / max(x(1 - x), 1e-12).
     """
     name = "binary_cross_entropy"
-    _require_tensor(name, "input", input)
-    if input.dtype.kind != "f":
-        raise TypeError(f"{name}: input must be a floating tensor of probabilities, got {input.dtype}")
+    target = _binary_target(name, "probabilities", input, target)
     reduction = _reduction(name, reduction, size_average, reduce)
-    target = target if isinstance(target, Tensor) else input._operand(target)
-    if target.shape != input.shape:
-        raise ValueError(f"{name}: target shape {target.shape} must equal input shape {input.shape}")
-    if target.dtype != input.dtype:
-        target = target.to(input.dtype)
     _probability_range(name, "input", input)
     _probability_range(name, "target", target)
     loss = loss_ops.BinaryCrossEntropy.apply(input, target)
