@@ -582,23 +582,17 @@ def _sampling_dtype(dtype: Any) -> Any:
 
 def random_normal(shape: tuple[int, ...], dtype: Any, dev: Device) -> Any:
     """Standard normal numbers from the device's generator."""
-    gen = generator(dev)
-    _use_if_gpu(dev)
-    return gen.standard_normal(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
+    return normal_from(generator(dev), shape, dtype, dev)
 
 
 def random_uniform(shape: tuple[int, ...], dtype: Any, dev: Device) -> Any:
     """Uniform numbers in [0, 1) from the device's generator."""
-    gen = generator(dev)
-    _use_if_gpu(dev)
-    return gen.random(shape, dtype=_sampling_dtype(dtype)).astype(dtype, copy=False)
+    return uniform_from(generator(dev), shape, dtype, dev)
 
 
 def random_integers(low: int, high: int, shape: tuple[int, ...], dev: Device) -> Any:
     """Integers in [low, high) from the device's generator."""
-    gen = generator(dev)
-    _use_if_gpu(dev)
-    return gen.integers(low, high, size=shape, dtype=int64)
+    return integers_from(generator(dev), low, high, shape, dev)
 
 
 def _use_if_gpu(dev: Device) -> None:
