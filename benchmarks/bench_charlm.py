@@ -22,6 +22,10 @@ Variants, all in one process on the same token stream:
   standing in for the gradient its input would get (the same arithmetic less the one (T·B, 4H) x
   (4H, H) input-gradient product). It is a floor the tape should come close to.
 
+Process setting: as in the main job, freed memory is kept in the process
+(``host_memory.retain_freed_memory``, for every variant alike); ``--no-retain-memory`` measures
+without it, when each update's big NumPy arrays page-fault in fresh pages.
+
 Timing: ``--rounds`` rounds; in each round every model runs every variant (in an order rotated by one
 per round) as a block of one untimed and ``--block`` timed updates, timed with this process's CPU
 clock (preemption by other work on a shared machine does not inflate it). Reported: the median time
@@ -50,6 +54,7 @@ import numpy as np  # noqa: E402
 import tinygrad_rnn as tg  # noqa: E402
 import tinygrad_rnn.nn.functional as F  # noqa: E402
 from tinygrad_rnn import nn, optim, reference  # noqa: E402
+from tinygrad_rnn.host_memory import retain_freed_memory  # noqa: E402
 
 try:  # a comparison row only
     import torch
@@ -246,7 +251,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--block", type=int, default=3, help="timed updates per block")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 1 update, H=128 models only")
+    parser.add_argument(
+        "--retain-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep freed memory in the process, as the main job does (host_memory.py); for every variant",
+    )
     args = parser.parse_args()
+    retained = retain_freed_memory() if args.retain_memory else False
     names = args.models.split(",")
     rounds, block = args.rounds, args.block
     if args.quick:
@@ -284,7 +296,10 @@ def main() -> None:
         f"main-job update (batch {BATCH}, k1 = k2 = {WINDOW}, float32), BLAS threads {threads}, CPU clock, "
         f"{rounds} rounds x {block} updates; median (min-max)"
     )
-    print(f"torch: {torch.__version__ if torch is not None else 'not installed'}; numpy {np.__version__}")
+    print(
+        f"torch: {torch.__version__ if torch is not None else 'not installed'}; numpy {np.__version__}; "
+        f"freed memory retained (host_memory.retain_freed_memory): {retained}"
+    )
     header = "| model | tinygrad ms | torch ms | numpy ms | tinygrad / torch | tinygrad / numpy |"
     print(header)
     print("| --- | --- | --- | --- | --- | --- |")
