@@ -17,7 +17,10 @@ xp_of = backend.get_array_module
 
 class Embedding(Function):
     """out[..., :] = weight[indices[...], :] (row lookup);  dweight = g scattered back to the looked-up
-    rows (repeats accumulate), with the row ``padding_idx`` (if any) getting no gradient."""
+    rows (repeats accumulate), with the row ``padding_idx`` (if any) getting no gradient.
+
+    The scatter is ``backend.row_sums`` (sorted segments on NumPy): the same sums as ``add.at`` into
+    zeros, without its per-element loop."""
 
     def forward(ctx, weight, indices, padding_idx):
         ctx.shape, ctx.padding_idx = weight.shape, padding_idx
@@ -26,8 +29,7 @@ class Embedding(Function):
 
     def backward(ctx, g):
         (indices,) = ctx.saved
-        grad = xp_of(g).zeros(ctx.shape, dtype=g.dtype)
-        backend.scatter_add(grad, indices, g)
+        grad = backend.row_sums(indices, g, ctx.shape[0])
         if ctx.padding_idx is not None:
             grad[ctx.padding_idx] = 0
         return grad
