@@ -73,6 +73,30 @@ def test_flat_update_is_bit_for_bit_the_per_parameter_rule(monkeypatch, name, op
     assert_same(fused, run(make, 6, dtype, per_parameter=True, monkeypatch=monkeypatch))
 
 
+@pytest.mark.parametrize("segment", [1, 5, 8, 31, 10_000])
+@pytest.mark.parametrize("name, options", [OPTIONS[0], OPTIONS[4], OPTIONS[6]])
+def test_any_segment_length_gives_the_same_bits(monkeypatch, segment, name, options):
+    # segments that cut parameters apart, hold several, or hold the whole group
+    monkeypatch.setattr(multi_tensor, "SEGMENT", segment)
+
+    def make(params):
+        return getattr(optim, name)(params, lr=3e-2, **options)
+
+    fused = run(make, 4)
+    assert fused[1]._flat_states
+    reference = run(make, 4, per_parameter=True, monkeypatch=monkeypatch)
+    assert_same(fused, reference)
+
+
+def test_segments_cover_the_group_in_order_within_the_length(monkeypatch):
+    monkeypatch.setattr(multi_tensor, "SEGMENT", 4)
+    segments = multi_tensor._segments([3, 0, 9, 2])
+    assert [(start, end) for start, end, _ in segments] == [(0, 4), (4, 8), (8, 12), (12, 14)]
+    assert segments[0][2] == [(0, 0, 3, 0), (2, 0, 1, 3)]
+    assert segments[1][2] == [(2, 1, 5, 0)]
+    assert segments[3][2] == [(3, 0, 2, 0)]
+
+
 def test_state_entries_are_views_of_one_buffer_and_state_dicts_hold_copies():
     params, opt = run(lambda p: optim.Adam(p, lr=1e-2), 2)
     buffers = [opt.state[p]["exp_avg"]._data for p in params]
@@ -157,6 +181,27 @@ def test_mixed_dtypes_and_gradients_that_require_grad_take_the_per_parameter_rul
     opt.step()
     assert not opt._flat_states
     np.testing.assert_allclose(single[0].numpy(), make_params()[0].numpy() - 1e-2, rtol=1e-5)
+
+
+def test_a_non_contiguous_parameter_takes_the_per_parameter_rule(monkeypatch):
+    def make_transposed():
+        rng = np.random.default_rng(0)
+        return [tg.tensor(rng.standard_normal((4, 3)).astype(np.float32).T, requires_grad=True)]
+
+    results = []
+    for per_parameter in (False, True):
+        params = make_transposed()
+        if per_parameter:
+            monkeypatch.setattr(multi_tensor, "adam_step", lambda *args: False)
+        opt = optim.Adam(params, lr=1e-2)
+        for step in range(3):
+            gradients(params, step)
+            opt.step()
+        monkeypatch.undo()
+        results.append((params, opt))
+    assert not results[0][0][0]._data.flags.c_contiguous
+    assert not results[0][1]._flat_states
+    assert_same(*results)
 
 
 def test_relatives_of_adam_keep_their_own_rule():
