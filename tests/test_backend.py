@@ -127,6 +127,43 @@ def test_scatter_add_accumulates_repeated_indices():
     np.testing.assert_array_equal(grid, [[0, 0, 2], [1, 0, 0]])
 
 
+@pytest.mark.parametrize("index_shape, width", [((40,), ()), ((6, 7), (3,)), ((5, 4), (2, 3)), ((0,), (3,))])
+def test_row_sums_equals_scatter_add_into_zeros(device, index_shape, width):
+    rng = np.random.default_rng(3)
+    indices = rng.integers(0, 9, size=index_shape)
+    values = rng.standard_normal((*index_shape, *width))
+    dev = backend.device(device)
+    got = backend.to_numpy(
+        backend.row_sums(backend.to_device(indices, dev), backend.to_device(values, dev), 11)
+    )
+    expected = np.zeros((11, *width))
+    np.add.at(expected, indices, values)
+    assert got.shape == expected.shape and got.dtype == values.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-13, atol=1e-13)
+    # rows never named stay exactly zero
+    missing = np.setdiff1d(np.arange(11), indices.reshape(-1))
+    np.testing.assert_array_equal(got[missing], 0.0)
+
+
+def test_row_sums_float32_is_as_accurate_as_the_sequential_scatter():
+    rng = np.random.default_rng(4)
+    indices = rng.integers(0, 103, size=(32, 32))
+    values = rng.standard_normal((32, 32, 32)).astype(np.float32)
+    exact = np.zeros((103, 32))
+    np.add.at(exact, indices, values.astype(np.float64))
+    sequential = np.zeros((103, 32), np.float32)
+    np.add.at(sequential, indices, values)
+    got = backend.row_sums(indices, values, 103)
+    assert got.dtype == np.float32
+    assert np.abs(got - exact).max() <= np.abs(sequential - exact).max() + 1e-6
+    np.testing.assert_allclose(got, sequential, rtol=1e-5, atol=1e-5)
+
+
+def test_row_sums_keeps_negative_zero_out_as_scatter_into_zeros_does():
+    got = backend.row_sums(np.array([2, 0]), np.array([[-0.0], [1.0]]), 3)
+    assert not np.signbit(got).any()
+
+
 # ---- random streams --------------------------------------------------------------------------------
 
 

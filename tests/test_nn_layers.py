@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tinygrad_rnn as tg
+import tinygrad_rnn.nn.functional as F
 from tinygrad_rnn import nn
 
 # ---- Linear ------------------------------------------------------------------------------------------
@@ -34,6 +35,55 @@ def test_linear_gradients_match_finite_differences_for_any_leading_shape(
     out = layer(x)
     assert out.shape == (*leading, out_features)
     tg.gradcheck(lambda *args: layer(x), [x, *layer.parameters()])
+
+
+@pytest.mark.parametrize("leading", [(), (5,), (4, 3), (2, 0)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_module_is_f_linear_in_one_node_with_the_same_bits(leading, bias):
+    # the module's one-node op (loss_ops.Linear) against Transpose -> MatMul -> Add of F.linear
+    tg.manual_seed(3)
+    layer = nn.Linear(6, 7, bias=bias)
+    data = np.random.default_rng(2).standard_normal((*leading, 6)).astype(np.float32)
+    upstream = np.random.default_rng(3).standard_normal((*leading, 7)).astype(np.float32)
+    results = []
+    for fused in (True, False):
+        x = tg.tensor(data, requires_grad=True)
+        out = layer(x) if fused else F.linear(x, layer.weight, layer.bias)
+        node = type(out.grad_fn).__name__ if out.grad_fn is not None else None
+        out.backward(tg.tensor(upstream))
+        grads = [x.grad.numpy()] + [p.grad.numpy() for p in layer.parameters()]
+        results.append((node, out.numpy(), grads))
+        layer.zero_grad()
+    (node, out, grads), (plain_node, plain_out, plain_grads) = results
+    assert node == "Linear" and plain_node != "Linear"
+    assert out.dtype == np.float32 and out.shape == plain_out.shape == (*leading, 7)
+    np.testing.assert_array_equal(out, plain_out)
+    np.testing.assert_array_equal(grads[0], plain_grads[0])
+    np.testing.assert_array_equal(grads[1], plain_grads[1])
+    if bias:  # a row sum against the tape's reduction over the leading axes: equal up to rounding
+        np.testing.assert_allclose(grads[2], plain_grads[2], rtol=1e-6, atol=1e-6)
+
+
+def test_linear_module_with_another_dtype_or_no_tensor_input_goes_through_f_linear():
+    layer = nn.Linear(3, 2, dtype=tg.float64)
+    x = tg.randn(4, 3, requires_grad=True)  # float32 input, float64 layer: promoted as by matmul
+    out = layer(x)
+    assert out.dtype == tg.float64 and type(out.grad_fn).__name__ != "Linear"
+    np.testing.assert_allclose(
+        out.numpy(), x.numpy() @ layer.weight.numpy().T + layer.bias.numpy(), rtol=1e-6
+    )
+    with pytest.raises(TypeError, match="floating"):
+        nn.Linear(3, 2)(tg.tensor([[1, 2, 3]]))
+
+
+def test_linear_module_input_changed_in_place_after_the_forward_pass_is_refused():
+    layer = nn.Linear(3, 2)
+    x = tg.randn(4, 3, requires_grad=True)
+    h = x * 1.0
+    out = layer(h)
+    h.mul_(2.0)
+    with pytest.raises(RuntimeError, match="Linear saved for backward was modified in place"):
+        out.sum().backward()
 
 
 def test_linear_default_init_is_uniform_within_one_over_sqrt_in_features():

@@ -109,6 +109,51 @@ def test_huge_finite_float32_gradients_are_clipped_without_overflow_or_nan():
     np.testing.assert_allclose(p.grad.numpy(), [0.6, -0.8, 0.0], rtol=1e-5)
 
 
+def float32_params(*grads):
+    params = []
+    for g in grads:
+        p = tg.zeros(*np.shape(g), requires_grad=True)
+        p.grad = tg.tensor(np.asarray(g, dtype=np.float32))
+        params.append(p)
+    return params
+
+
+@pytest.mark.parametrize("max_norm", [1e9, 0.5])
+def test_float32_norm_by_chunked_dots_matches_the_scaled_two_pass_sum(max_norm):
+    from tinygrad_rnn.nn.utils import _total_norm
+
+    rng = np.random.default_rng(5)
+    # sizes around the dot chunk (8192) and a long vector whose single float32 dot would drift
+    grads = [rng.standard_normal(shape).astype(np.float32) * 0.01 for shape in [(8193,), (3, 5), (300_000,)]]
+    params = float32_params(*grads)
+    exact = math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads))
+    two_pass = float(_total_norm([p.grad for p in params], 2.0, params[0].grad))
+    total = clip_grad_norm_(params, max_norm)
+    assert total.dtype == tg.float32
+    np.testing.assert_allclose(total.item(), exact, rtol=2e-7)
+    np.testing.assert_allclose(total.item(), two_pass, rtol=2e-7)
+    coefficient = np.float32(min(1.0, max_norm / (total.item() + 1e-6)))
+    for p, g in zip(params, grads):
+        np.testing.assert_allclose(p.grad.numpy(), g * coefficient, rtol=1e-6)
+
+
+def test_float32_gradients_within_the_bound_are_left_bit_for_bit():
+    grads = [np.array([0.3, -0.0, 1e-30], np.float32), np.array([[0.4]], np.float32)]
+    params = float32_params(*grads)
+    held = params[0].grad
+    assert clip_grad_norm_(params, max_norm=1.0).item() == pytest.approx(0.5)
+    assert params[0].grad is held
+    for p, g in zip(params, grads):
+        np.testing.assert_array_equal(p.grad.numpy(), g)
+        assert np.signbit(p.grad.numpy()).tolist() == np.signbit(g).tolist()
+
+
+def test_tiny_float32_gradients_whose_squares_underflow_keep_their_norm():
+    # 3e-25² underflows float32: the chunked dot would give 0, the scaled sum gives the norm
+    params = float32_params([3e-25, 0.0], [[-4e-25]])
+    assert clip_grad_norm_(params, max_norm=1.0).item() == pytest.approx(5e-25, rel=1e-6)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value encountered")  # inf * 0 when clipping anyway, as PyTorch
 def test_nonfinite_norm_raises_when_asked_and_leaves_gradients_untouched():
     params = params_with_grads([np.nan, 1.0], [2.0])

@@ -19,7 +19,7 @@ from fake_cupy import FakeArray, install
 
 import tinygrad_rnn as tg
 import tinygrad_rnn.nn.functional as F
-from tinygrad_rnn import autograd, nn, ops, optim
+from tinygrad_rnn import autograd, loss_ops, nn, ops, optim
 from tinygrad_rnn.checkpoint import checkpoint
 from tinygrad_rnn.nn.utils import clip_grad_norm_
 
@@ -174,6 +174,11 @@ CASES = {
     "Embedding": (
         lambda d: [_leaf(d, 6, 3)],
         lambda w: F.embedding(_indices(w.device, [[1, 5], [1, 0]]), w),
+    ),
+    # nn.Linear's one-node read-out, with and without a bias, on a (2, 3, in) input folded into rows
+    "Linear": (
+        lambda d: [_leaf(d, 2, 3, 4), _leaf(d, 5, 4, seed=1), _leaf(d, 5, seed=2)],
+        lambda x, w, b: loss_ops.Linear.apply(x, w, b) * loss_ops.Linear.apply(x, w),
     ),
     "LSTMCellPointwise": (
         lambda d: [_leaf(d, 2, 8), _leaf(d, 2, 2, seed=1)],
@@ -343,7 +348,7 @@ def test_an_lstm_trains_with_truncated_bptt_on_strict_cupy_as_on_numpy(strict_cu
             optimizer.step()
             losses.append(loss.item())
         results[device] = (losses, {**lstm.state_dict(), **head.state_dict()})
-    assert {"LSTMCellPointwise", "MatMul", "CrossEntropy"} <= strict_cuda.applied
+    assert {"LSTMCellPointwise", "Linear", "CrossEntropy"} <= strict_cuda.applied
     np.testing.assert_allclose(results["cuda"][0], results["cpu"][0], rtol=1e-12)
     for name, value in results["cpu"][1].items():
         np.testing.assert_allclose(results["cuda"][1][name], value, rtol=1e-10, atol=1e-12, err_msg=name)

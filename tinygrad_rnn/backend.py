@@ -337,6 +337,32 @@ def scatter_add(target: Any, indices: Any, values: Any) -> None:
         _cupyx.scatter_add(target, indices, values)
 
 
+def row_sums(indices: Any, values: Any, rows: int) -> Any:
+    """A fresh (rows, *values.shape[indices.ndim:]) array ``out`` with out[r] = Σ values[k] over the
+    positions k where indices[k] == r (zero for rows never named): ``scatter_add`` into zeros.
+
+    ``indices`` must lie in [0, rows). On NumPy the positions are sorted (stably) by row and each run
+    is summed by ``add.reduceat``, about 4x faster than ``add.at``'s unbuffered per-element loop for an
+    embedding's backward pass; the terms are the same, their summation order within a row may differ
+    (``reduceat`` sums in blocks), so a row's sum can differ from the sequential one by rounding.
+    """
+    if not isinstance(values, np.ndarray):
+        out = _cupy.zeros((rows, *values.shape[indices.ndim :]), dtype=values.dtype)
+        _cupyx.scatter_add(out, indices, values)
+        return out
+    flat = indices.reshape(-1)
+    out = np.zeros((rows, *values.shape[indices.ndim :]), dtype=values.dtype)
+    if flat.size == 0:
+        return out
+    order = np.argsort(flat, kind="stable")
+    sorted_rows = flat[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_rows[1:] != sorted_rows[:-1])))
+    grouped = values.reshape(flat.size, -1).take(order, axis=0)
+    # "+=" into zeros, not "=": a lone -0.0 becomes +0.0 there, as add.at into zeros gives.
+    out.reshape(rows, -1)[sorted_rows[starts]] += np.add.reduceat(grouped, starts, axis=0)
+    return out
+
+
 # ---- index checks without a host read on a GPU ----------------------------------------------------------
 #
 # Checking that device-resident indices are in range takes a reduction and a read of its result on the

@@ -1,5 +1,6 @@
-"""Ops for lookups and losses: embedding rows, softplus, negative log-likelihood and a fused
-cross-entropy (one node instead of log_softmax + pick + reduce), each a ``Function`` with its gradient.
+"""Ops for lookups, the read-out and losses: embedding rows, a fused linear layer (one node instead of
+transpose + matmul + add), softplus, negative log-likelihood and a fused cross-entropy (one node instead
+of log_softmax + pick + reduce), each a ``Function`` with its gradient.
 
 Part of the op set that ``tinygrad_rnn.ops`` gathers; see its docstring for the conventions.
 """
@@ -17,7 +18,10 @@ xp_of = backend.get_array_module
 
 class Embedding(Function):
     """out[..., :] = weight[indices[...], :] (row lookup);  dweight = g scattered back to the looked-up
-    rows (repeats accumulate), with the row ``padding_idx`` (if any) getting no gradient."""
+    rows (repeats accumulate), with the row ``padding_idx`` (if any) getting no gradient.
+
+    The scatter is ``backend.row_sums`` (sorted segments on NumPy): the same sums as ``add.at`` into
+    zeros, without its per-element loop."""
 
     def forward(ctx, weight, indices, padding_idx):
         ctx.shape, ctx.padding_idx = weight.shape, padding_idx
@@ -26,8 +30,7 @@ class Embedding(Function):
 
     def backward(ctx, g):
         (indices,) = ctx.saved
-        grad = xp_of(g).zeros(ctx.shape, dtype=g.dtype)
-        backend.scatter_add(grad, indices, g)
+        grad = backend.row_sums(indices, g, ctx.shape[0])
         if ctx.padding_idx is not None:
             grad[ctx.padding_idx] = 0
         return grad
@@ -38,6 +41,56 @@ class Embedding(Function):
         if padding_idx is not None:
             t = t * (indices != padding_idx)[..., None]
         return t
+
+
+class Linear(Function):
+    """out = x @ Wᵀ + b over the last axis: x (*, in), W (out, in), b (out,) (optional); out (*, out).
+
+    With x and g folded into rows X (N, in) and G (N, out): dx = G @ W, dW = (Xᵀ @ G)ᵀ, db = Σ_rows G.
+    One node instead of Transpose -> MatMul -> Add, with the same products in the same layouts (so the
+    same bits for x and W): the bias is added into the product's fresh buffer, not into a second
+    (N, out) array, and its gradient is one row sum instead of the tape's reduction of a broadcast.
+    """
+
+    def forward(ctx, x, weight, *bias):
+        rows = x.reshape(_row_count(x), x.shape[-1])
+        out = rows @ weight.T
+        if bias:
+            out += bias[0]
+        ctx.save_for_backward(x, weight)
+        return out.reshape(*x.shape[:-1], weight.shape[0])
+
+    def backward(ctx, g):
+        x, weight = ctx.saved
+        needs = ctx.needs_input_grad
+        g_rows = g.reshape(_row_count(x), weight.shape[0])
+        dx = (g_rows @ weight).reshape(x.shape) if needs[0] else None
+        dweight = (x.reshape(g_rows.shape[0], x.shape[-1]).T @ g_rows).T if needs[1] else None
+        if len(needs) == 2:
+            return dx, dweight
+        return dx, dweight, (g_rows.sum(axis=0) if needs[2] else None)
+
+    def jvp(ctx, primals, tangents, out, *unused):
+        """ṫ = ẋ @ Wᵀ + x @ Ẇᵀ + ḃ (each with K as a leading batch axis)."""
+        x, weight = primals[0], primals[1]
+        tx, tweight = tangents[0], tangents[1]
+        tbias = tangents[2] if len(tangents) > 2 else None
+        xp = xp_of(out)
+        from_x = None if tx is None else tx @ weight.T
+        from_weight = None
+        if tweight is not None:
+            rows = x.reshape(_row_count(x), x.shape[-1])
+            products = rows @ xp.swapaxes(tweight, -1, -2)
+            from_weight = products.reshape(tweight.shape[0], *out.shape)
+        return total(out, from_x, from_weight, lift(tbias, out.ndim))
+
+
+def _row_count(x: Any) -> int:
+    """The number of rows of x folded to (rows, x.shape[-1]) (also for x with no elements)."""
+    count = 1
+    for size in x.shape[:-1]:
+        count *= size
+    return count
 
 
 class Softplus(Function):

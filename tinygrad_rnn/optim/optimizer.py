@@ -23,6 +23,7 @@ from typing import Any
 from .. import backend
 from ..autograd import enable_grad, mark_optimizer_step, no_grad
 from ..tensor import Tensor
+from . import multi_tensor
 
 __all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Optimizer", "RMSprop"]
 
@@ -134,34 +135,38 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         with no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if p.grad is None:
-                        continue
-                    grad = p.grad._data
-                    if grad.shape != p._data.shape:
-                        raise RuntimeError(
-                            f"{type(self).__name__}: a gradient of shape {grad.shape} does not match its "
-                            f"parameter of shape {p.shape}"
-                        )
-                    if p.grad.device != p.device:
-                        raise RuntimeError(
-                            f"{type(self).__name__}: a gradient on {p.grad.device} for a parameter on "
-                            f"{p.device}; move the gradient with .to(device)"
-                        )
-                    if group.get("maximize"):
-                        grad = -grad
-                    # CuPy allocates on the current GPU: make the parameter's GPU current for its update.
-                    with _device_of(p):
-                        state = self.state.get(p)
-                        if state is None:
-                            state = self.state[p] = {"step": 0, **self._init_state(p, group)}
-                        state["step"] += 1
-                        self._update(p._data, grad, state, group)
-                    p._bump_version()
+            for index, group in enumerate(self.param_groups):
+                self._step_group(index, group)
         # Lets a later backward pass notice a graph recorded before this update (an undetached hidden state).
         mark_optimizer_step()
         return loss
+
+    def _step_group(self, index: int, group: dict[str, Any]) -> None:
+        """Apply :meth:`_update` to every parameter of the group that has a gradient."""
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            grad = p.grad._data
+            if grad.shape != p._data.shape:
+                raise RuntimeError(
+                    f"{type(self).__name__}: a gradient of shape {grad.shape} does not match its "
+                    f"parameter of shape {p.shape}"
+                )
+            if p.grad.device != p.device:
+                raise RuntimeError(
+                    f"{type(self).__name__}: a gradient on {p.grad.device} for a parameter on "
+                    f"{p.device}; move the gradient with .to(device)"
+                )
+            if group.get("maximize"):
+                grad = -grad
+            # CuPy allocates on the current GPU: make the parameter's GPU current for its update.
+            with _device_of(p):
+                state = self.state.get(p)
+                if state is None:
+                    state = self.state[p] = {"step": 0, **self._init_state(p, group)}
+                state["step"] += 1
+                self._update(p._data, grad, state, group)
+            p._bump_version()
 
     def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         return {}
@@ -338,6 +343,8 @@ class Adam(Optimizer):
         defaults = dict(
             lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize
         )
+        # group index -> that group's flat moment buffers (optim/multi_tensor.py)
+        self._flat_states: dict[int, multi_tensor.FlatAdamState] = {}
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
@@ -348,6 +355,13 @@ class Adam(Optimizer):
         group["betas"] = tuple(betas)
         _number("beta parameter at index 0", betas[0], 0.0, 1.0, open_high=True)
         _number("beta parameter at index 1", betas[1], 0.0, 1.0, open_high=True)
+
+    def _step_group(self, index: int, group: dict[str, Any]) -> None:
+        # The flat multi-tensor update gives the same bits as the per-parameter rule below; relatives
+        # that change the rule (Adamax, NAdam, RAdam override _update) keep the per-parameter path.
+        fused = type(self)._update is Adam._update
+        if not (fused and multi_tensor.adam_step(self, index, group, self._flat_states)):
+            super()._step_group(index, group)
 
     def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         state = {"exp_avg": _zeros_like(p), "exp_avg_sq": _zeros_like(p)}

@@ -66,6 +66,10 @@ def clip_grad_norm_(
     if not grads:
         return Tensor(0.0)
     first = grads[0]
+    if norm_type == 2.0:
+        squares = _host_sum_of_squares(grads)
+        if squares is not None:
+            return _clip_on_host(grads, math.sqrt(squares), max_norm, first)
     # Every array of the total lives on the first gradient's device; CuPy allocates each result on the
     # current GPU, so that GPU is made current here and each gradient's own GPU while reading it.
     with _device_of(first):
@@ -82,6 +86,46 @@ def clip_grad_norm_(
         with _device_of(g):
             g.mul_(_on(coefficient, g.device).astype(g.dtype))
     return Tensor._make(total, False, None, 0)
+
+
+# Terms per BLAS dot product: OpenBLAS's float32 dot accumulates in float32 lanes, so long vectors are
+# summed in chunks whose partial sums are added in float64 (relative error ~1e-9 at 16M terms, where one
+# dot over all of them is off by ~2e-5).
+_DOT_CHUNK = 8192
+# Below this sum of squares, squares that underflowed (|g| < 1.1e-19) could matter; above it they are
+# below float32 resolution of the total.
+_SMALLEST_SAFE_SQUARES = 2.0**-60
+
+
+def _host_sum_of_squares(grads: list[Tensor]) -> float | None:
+    """Σ g² over all gradients by chunked BLAS dot products when every gradient is a floating CPU array
+    that does not require grad, or None when the scaled two-pass sum is needed: a GPU gradient (this
+    would read the device), a non-finite sum (an overflowing square, an inf or nan entry) or one so
+    small that squares may have underflowed. Equal to the scaled sum of :func:`_total_norm` up to
+    float32 rounding, at a tenth of its cost (one pass over each gradient instead of four)."""
+    total = 0.0
+    for g in grads:
+        if g.requires_grad or g.device != backend.CPU or g.dtype.kind != "f":
+            return None
+        flat = g._data.reshape(-1)
+        vdot = g._xp.vdot
+        for start in range(0, flat.shape[0], _DOT_CHUNK):
+            chunk = flat[start : start + _DOT_CHUNK]
+            total += float(vdot(chunk, chunk))
+    if not math.isfinite(total) or total < _SMALLEST_SAFE_SQUARES:
+        return None
+    return total
+
+
+def _clip_on_host(grads: list[Tensor], norm: float, max_norm: float, first: Tensor) -> Tensor:
+    """Scale CPU gradients by min(1, max_norm / (norm + 1e-6)) in place; return the norm as a 0-d tensor
+    of the first gradient's dtype. A coefficient of exactly 1 leaves the gradients untouched (g · 1 = g
+    bit for bit), so an update whose gradients are within the bound does no pass over them."""
+    coefficient = min(max_norm / (norm + 1e-6), 1.0)
+    if coefficient < 1.0:
+        for g in grads:
+            g.mul_(g._xp.asarray(coefficient, dtype=g.dtype))
+    return Tensor._make(first._xp.asarray(norm, dtype=first.dtype), False, None, 0)
 
 
 def _total_norm(grads: list[Tensor], norm_type: float, first: Tensor) -> Any:
