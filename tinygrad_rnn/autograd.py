@@ -309,7 +309,7 @@ def _wrap_outputs(ctx: Function, inputs: tuple, datas: Any, out: tuple, record: 
     _link_parents(ctx, inputs, datas, None)
     ctx.n_outputs = len(out)
     ctx.seq = _next_seq()
-    outputs = tuple([_make(ensure(o), True, ctx, i) for i, o in enumerate(out)])
+    outputs = tuple([_make(o if type(o) is _NDARRAY else ensure(o), True, ctx, i) for i, o in enumerate(out)])
     if ctx.saved:
         ctx.saved_versions = _saved_versions(ctx.saved, inputs, outputs)
     return outputs
