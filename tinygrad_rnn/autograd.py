@@ -271,7 +271,8 @@ _DEFERRED = fastpaths.OuterProductSum
 _NDARRAY = backend.NUMPY_ARRAY
 _NEEDS_ONE = (True,)
 _NEEDS_BOTH, _NEEDS_FIRST, _NEEDS_SECOND = (True, True), (True, False), (False, True)
-_NEEDS_TWO = {_NEEDS_BOTH: _NEEDS_BOTH, _NEEDS_FIRST: _NEEDS_FIRST, _NEEDS_SECOND: _NEEDS_SECOND}
+# The common patterns, shared by every node that has them (a fused recurrent step has three inputs).
+_NEEDS = {n: n for n in (_NEEDS_BOTH, _NEEDS_FIRST, _NEEDS_SECOND, (True, True, True))}
 _as_ndarray = backend.ensure_array
 _next_seq = _creation_counter.__next__
 _VERSION_BYTES = 8
@@ -285,19 +286,21 @@ def _make(data: Any, requires_grad: bool, ctx: Any, index: int) -> Any:
 def _link_parents(ctx: Function, inputs: tuple, datas: Any, shape: tuple | None) -> None:
     """Record the parents, which inputs need a gradient, and the input shapes when they differ from
     ``shape`` (always, when ``shape`` is None)."""
-    parents = tuple([(t if t._ctx is None else t._ctx) if t.requires_grad else None for t in inputs])
+    parents, indices, shapes = [], [], []
+    for t, data in zip(inputs, datas):
+        parents.append((t if t._ctx is None else t._ctx) if t.requires_grad else None)
+        indices.append(t._index)  # nonzero for an output of a multi-output op (a step of an unbind)
+        shapes.append(data.shape)
     ctx.first = parents[0]
     ctx.second = parents[1] if len(parents) > 1 else None
     if len(parents) > 2:
-        ctx.more_parents = parents
+        ctx.more_parents = tuple(parents)
     needs = tuple([p is not None for p in parents])
-    ctx.needs_input_grad = _NEEDS_TWO.get(needs, needs)
-    indices = tuple([t._index for t in inputs])
-    if any(indices):  # some input is an output of a multi-output op (a step of an unbound sequence)
-        ctx.parent_indices = indices
-    shapes = tuple([d.shape for d in datas])
+    ctx.needs_input_grad = _NEEDS.get(needs, needs)
+    if any(indices):
+        ctx.parent_indices = tuple(indices)
     if shapes.count(shape) != len(shapes):
-        ctx.input_shapes = shapes
+        ctx.input_shapes = tuple(shapes)
 
 
 def _wrap_outputs(ctx: Function, inputs: tuple, datas: Any, out: tuple, record: bool) -> tuple:
