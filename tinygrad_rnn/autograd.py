@@ -195,8 +195,8 @@ class Function:
             return output
 
         # Parents are the producing nodes (or leaf tensors); keeping nodes rather than input tensors
-        # lets an interior tensor's data be freed as soon as no op saved it. One- and two-input ops
-        # (nearly all of them) take an unrolled path.
+        # lets an interior tensor's data be freed as soon as no op saved it. One-, two- and
+        # three-input ops (nearly all of them) take an unrolled path.
         shape = out.shape
         n_inputs = len(inputs)
         if n_inputs == 1:
