@@ -151,6 +151,22 @@ def test_in_place_change_of_a_saved_input_is_caught():
         y.sum().backward()
 
 
+def test_in_place_change_is_reported_with_the_changed_arrays_versions():
+    # TanhAddMatMul saves three arrays; the first was already changed twice before it was saved (so
+    # its snapshot is 2, not 0), and only the second changes afterwards: the message names that one.
+    h = tg.tensor(np.ones((2, 3), np.float32))
+    with tg.no_grad():
+        h.add_(1)
+        h.add_(1)
+    w = tg.tensor(np.ones((3, 4), np.float32) * 0.1, requires_grad=True)
+    c = tg.tensor(np.zeros((2, 4), np.float32))
+    y = tg.ops.TanhAddMatMul.apply(h, w, c)
+    with tg.no_grad():
+        w.mul_(2)
+    with pytest.raises(RuntimeError, match=r"TanhAddMatMul saved .* version is now 1, expected 0"):
+        y.sum().backward()
+
+
 def test_in_place_change_of_a_saved_output_through_an_alias_is_caught():
     x = tg.tensor([0.5], requires_grad=True)
     y = x.tanh()

@@ -195,8 +195,8 @@ class Function:
             return output
 
         # Parents are the producing nodes (or leaf tensors); keeping nodes rather than input tensors
-        # lets an interior tensor's data be freed as soon as no op saved it. One- and two-input ops
-        # (nearly all of them) take an unrolled path.
+        # lets an interior tensor's data be freed as soon as no op saved it. One-, two- and
+        # three-input ops (nearly all of them) take an unrolled path.
         shape = out.shape
         n_inputs = len(inputs)
         if n_inputs == 1:
@@ -232,6 +232,8 @@ class Function:
             a_shape, b_shape = datas[0].shape, datas[1].shape
             if a_shape != shape or b_shape != shape:
                 ctx.input_shapes = (a_shape, b_shape)
+        elif n_inputs == 3:
+            _link_three_parents(ctx, inputs, datas, shape)
         else:
             _link_parents(ctx, inputs, datas, shape)
         ctx.seq = _next_seq()
@@ -271,11 +273,11 @@ _DEFERRED = fastpaths.OuterProductSum
 _NDARRAY = backend.NUMPY_ARRAY
 _NEEDS_ONE = (True,)
 _NEEDS_BOTH, _NEEDS_FIRST, _NEEDS_SECOND = (True, True), (True, False), (False, True)
-_NEEDS_TWO = {_NEEDS_BOTH: _NEEDS_BOTH, _NEEDS_FIRST: _NEEDS_FIRST, _NEEDS_SECOND: _NEEDS_SECOND}
+# The common patterns, shared by every node that has them (a fused recurrent step has three inputs).
+_NEEDS = {n: n for n in (_NEEDS_BOTH, _NEEDS_FIRST, _NEEDS_SECOND, (True, True, True))}
 _as_ndarray = backend.ensure_array
 _next_seq = _creation_counter.__next__
 _VERSION_BYTES = 8
-_VERSION_ZERO = bytes(_VERSION_BYTES)
 
 
 def _make(data: Any, requires_grad: bool, ctx: Any, index: int) -> Any:
@@ -283,34 +285,41 @@ def _make(data: Any, requires_grad: bool, ctx: Any, index: int) -> Any:
     return Tensor._make(data, requires_grad, ctx, index)
 
 
-def _link_parents(ctx: Function, inputs: tuple, datas: Any, shape: tuple) -> None:
-    """Record the parents, which inputs need a gradient, and the input shapes when they differ."""
-    parents = []
-    indices = None
-    differ = False
-    for position, t in enumerate(inputs):
-        if datas[position].shape != shape:
-            differ = True
-        if not t.requires_grad:
-            parents.append(None)
-        elif t._ctx is None:
-            parents.append(t)
-        else:
-            parents.append(t._ctx)
-            if t._index:
-                if indices is None:
-                    indices = [0] * len(inputs)
-                indices[position] = t._index
-    parents.append(None)  # a single-input op's empty second slot
-    ctx.first, ctx.second = parents[0], parents[1]
-    if len(inputs) > 2:
-        ctx.more_parents = tuple(parents[:-1])
-    needs = tuple([p is not None for p in parents[: len(inputs)]])
-    ctx.needs_input_grad = _NEEDS_TWO.get(needs, needs)
-    if indices is not None:
+def _link_parents(ctx: Function, inputs: tuple, datas: Any, shape: tuple | None) -> None:
+    """Record the parents, which inputs need a gradient, and the input shapes when they differ from
+    ``shape`` (always, when ``shape`` is None)."""
+    parents, indices, shapes = [], [], []
+    for t, data in zip(inputs, datas):
+        parents.append((t if t._ctx is None else t._ctx) if t.requires_grad else None)
+        indices.append(t._index)  # nonzero for an output of a multi-output op (a step of an unbind)
+        shapes.append(data.shape)
+    ctx.first = parents[0]
+    ctx.second = parents[1] if len(parents) > 1 else None
+    if len(parents) > 2:
+        ctx.more_parents = tuple(parents)
+    needs = tuple([p is not None for p in parents])
+    ctx.needs_input_grad = _NEEDS.get(needs, needs)
+    if any(indices):
         ctx.parent_indices = tuple(indices)
-    if differ:
-        ctx.input_shapes = tuple([d.shape for d in datas])
+    if shapes.count(shape) != len(shapes):
+        ctx.input_shapes = tuple(shapes)
+
+
+def _link_three_parents(ctx: Function, inputs: tuple, datas: Any, shape: tuple) -> None:
+    """:func:`_link_parents` unrolled for three inputs, the fused recurrent steps' count
+    (``TanhAddMatMul``, ``AddMatMul``, ``GRUCellPointwise``): 1.5 µs less per step than the loop."""
+    a, b, c = inputs
+    first = (a if a._ctx is None else a._ctx) if a.requires_grad else None
+    second = (b if b._ctx is None else b._ctx) if b.requires_grad else None
+    third = (c if c._ctx is None else c._ctx) if c.requires_grad else None
+    ctx.first, ctx.second, ctx.more_parents = first, second, (first, second, third)
+    needs = (first is not None, second is not None, third is not None)
+    ctx.needs_input_grad = _NEEDS.get(needs, needs)
+    if a._index or b._index or c._index:
+        ctx.parent_indices = (a._index, b._index, c._index)
+    shapes = (datas[0].shape, datas[1].shape, datas[2].shape)
+    if shapes.count(shape) != 3:
+        ctx.input_shapes = shapes
 
 
 def _wrap_outputs(ctx: Function, inputs: tuple, datas: Any, out: tuple, record: bool) -> tuple:
@@ -322,7 +331,7 @@ def _wrap_outputs(ctx: Function, inputs: tuple, datas: Any, out: tuple, record: 
     _link_parents(ctx, inputs, datas, None)
     ctx.n_outputs = len(out)
     ctx.seq = _next_seq()
-    outputs = tuple([_make(ensure(o), True, ctx, i) for i, o in enumerate(out)])
+    outputs = tuple([_make(o if type(o) is _NDARRAY else ensure(o), True, ctx, i) for i, o in enumerate(out)])
     if ctx.saved:
         ctx.saved_versions = _saved_versions(ctx.saved, inputs, outputs)
     return outputs
@@ -354,12 +363,12 @@ def bump_version(t: Any) -> None:
 
 
 def _saved_versions(saved: tuple, inputs: tuple, outputs: tuple) -> tuple | None:
-    """Record (version box, snapshot of it) for every input or output whose data the op saved.
-
-    Runs once per recorded op that saves arrays, so it avoids allocating: a box still at version 0
-    (nearly all of them) is snapshotted as the shared ``_VERSION_ZERO``.
+    """Record ``(box_1, ..., box_k, snapshot)``: the version box of every input or output whose data
+    the op saved, then the bytes of all of them joined now. The walk joins the boxes again and
+    compares: one step, however many arrays were saved. One tuple per node, because every object a
+    node keeps is one more for Python's cycle collector (a second tuple cost ~0.8 µs/op in bench_tape).
     """
-    versions: tuple = ()
+    boxes = []
     for saved_array in saved:
         for t in inputs:
             if t._data is saved_array:
@@ -373,12 +382,11 @@ def _saved_versions(saved: tuple, inputs: tuple, outputs: tuple) -> tuple | None
         box = t._version
         if box is None:
             box = t._version = bytearray(_VERSION_BYTES)
-            versions += (box, _VERSION_ZERO)
-        elif box == _VERSION_ZERO:
-            versions += (box, _VERSION_ZERO)
-        else:
-            versions += (box, bytes(box))
-    return versions or None
+        boxes.append(box)
+    if not boxes:
+        return None
+    boxes.append(b"".join(boxes))
+    return tuple(boxes)
 
 
 def _check_same_device(cls: type, inputs: tuple, datas: list) -> None:
@@ -494,11 +502,9 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
         hooks = node.hooks
         if hooks:
             grad = _run_node_hooks(node, grad)
-        versions = node.saved_versions  # (box, snapshot) pairs: raise if a saved array changed since
-        if versions is not None:
-            for position in range(0, len(versions), 2):
-                if versions[position] != versions[position + 1]:
-                    _raise_changed_in_place(node, versions[position], versions[position + 1])
+        versions = node.saved_versions  # (*boxes, snapshot): raise if a saved array changed since
+        if versions is not None and b"".join(versions[:-1]) != versions[-1]:
+            _raise_changed_in_place(node, versions[:-1], versions[-1])
         if backend._cupy is not None:  # run on the gradient's GPU, so the arrays it makes land there
             backend.follow_device(grad if single else next(g for g in grad if g is not None))
         input_grads = node.backward(grad) if single else node.backward(*grad)
@@ -514,7 +520,9 @@ def _walk(roots: list, grad_roots: list, retain_graph: bool) -> dict[int, list]:
 
         # Send each input's gradient to its parent: a node's output, or a leaf's running total.
         shapes, indices = node.input_shapes, node.parent_indices
-        for position, parent in enumerate(node.parents):
+        # ``node.parents`` read straight from the slots (a property call here cost ~1 µs per node).
+        parents = node.more_parents or ((node.first,) if node.second is None else (node.first, node.second))
+        for position, parent in enumerate(parents):
             grad = input_grads[position]
             if parent is None or grad is None:
                 continue
@@ -625,10 +633,14 @@ def _hook_result(result: Any, grad: Any) -> Any:
     return data
 
 
-def _raise_changed_in_place(node: Function, box: Any, snapshot: Any) -> None:
+def _raise_changed_in_place(node: Function, boxes: tuple, snapshot: bytes) -> None:
+    for position, box in enumerate(boxes):
+        then = snapshot[position * _VERSION_BYTES : (position + 1) * _VERSION_BYTES]
+        if box != then:
+            break
     raise RuntimeError(
         f"a tensor that {node.name} saved for backward was modified in place after it was used "
-        f"(its version is now {version_number(box)}, expected {version_number(snapshot)}); "
+        f"(its version is now {version_number(box)}, expected {version_number(then)}); "
         "the gradient would be wrong. "
         "Use an out-of-place op (e.g. x = x * 2 instead of x.mul_(2)) or clone the tensor first."
     )

@@ -574,22 +574,28 @@ class TanhAddMatMul(Function):
     def forward(ctx, a, b, c):
         if a.ndim != 2 or b.ndim != 2:
             raise ValueError(f"TanhAddMatMul: a and b must be matrices, got shapes {a.shape} and {b.shape}")
-        out = a @ b
+        xp = xp_of(a)
+        # ``dot`` is ``@`` for two matrices, without matmul's broadcasting set-up (about 0.7 µs less of a
+        # step that costs 15 µs at B = 8, H = 64).
+        out = xp.dot(a, b)
         if c.shape == out.shape and c.dtype == out.dtype:
             out += c  # the product is a fresh buffer nobody else holds
         else:
             out = out + c
-        xp_of(out).tanh(out, out=out)
+        xp.tanh(out, out=out)
         ctx.save_for_backward(a, b, out)
         return out
 
     def backward(ctx, g):
         a, b, out = ctx.saved
+        xp = xp_of(out)
+        # d = g (1 - out²), computed as g - g out²: array-array ops only (a Python scalar operand
+        # costs NumPy a conversion per call).
         d = out * out
-        xp_of(out).subtract(1, d, out=d)
         d *= g
+        xp.subtract(g, d, out=d)
         needs = ctx.needs_input_grad
-        da = d @ b.T if needs[0] else None
+        da = xp.dot(d, b.T) if needs[0] else None
         db = fastpaths.outer_product(a, d) if needs[1] else None
         return da, db, (d if needs[2] else None)
 
