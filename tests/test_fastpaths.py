@@ -58,11 +58,6 @@ def test_deferred_weight_gradients_equal_the_plain_products(monkeypatch, kind):
         np.testing.assert_allclose(deferred[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
-def test_a_small_weight_gradient_is_computed_at_once():
-    a, g = np.ones((4, 3)), np.ones((4, 2))
-    assert type(fastpaths.outer_product(a, g)) is np.ndarray
-
-
 def test_deferred_gradient_reaches_a_leaf_hook_and_grad_as_an_array(monkeypatch):
     monkeypatch.setattr(fastpaths, "DEFER_MIN_BYTES", 0)
     w = tg.tensor(np.ones((3, 2)), dtype=tg.float64, requires_grad=True)
@@ -84,3 +79,22 @@ def test_anomaly_mode_checks_a_deferred_gradient(monkeypatch):
     expected = "MatMul produced Inf in its backward"
     with pytest.raises(RuntimeError, match=expected), tg.autograd.detect_anomaly():
         loss.backward()
+
+
+def test_outer_product_defers_the_small_and_the_large_gradients_and_computes_the_ones_between():
+    def kind(m: int, n: int) -> type:
+        return type(fastpaths.outer_product(np.ones((2, m), np.float32), np.ones((2, n), np.float32)))
+
+    assert kind(64, 64) is fastpaths.OuterProductSum  # 16 KB: under DEFER_BELOW_BYTES
+    assert kind(128, 128) is np.ndarray  # 64 KB
+    assert kind(256, 256) is np.ndarray  # 256 KB
+    assert kind(512, 256) is fastpaths.OuterProductSum  # 512 KB: DEFER_MIN_BYTES
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_the_default_size_policy_gives_the_plain_products(monkeypatch, kind):
+    default = _model_gradients(kind, seed=3)  # H = 5: every weight gradient deferred by size
+    monkeypatch.setattr(fastpaths, "outer_product", _plain)
+    plain = _model_gradients(kind, seed=3)
+    for name, value in plain.items():
+        np.testing.assert_allclose(default[name], value, rtol=1e-10, atol=1e-12, err_msg=name)

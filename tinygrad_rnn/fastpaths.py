@@ -79,16 +79,21 @@ class OuterProductSum:
 # at the medium size, a 256 KB dW_hh, was 19 % slower deferred; the 768 KB-4 MB weights of the medium
 # LSTM and GRU and the large RNN were 17-20 % and 6 % faster).
 DEFER_MIN_BYTES = 512 * 1024
+# ... and below this size too: a 16 KB dW_hh (the small tanh RNN of bench_rnn, H = 64, B = 8) is summed
+# faster from one product of the concatenated factors than from 50 tiny products and their additions,
+# whose per-call cost dominates (tape / hand-written 2.07 -> 1.91 in process, 30 rounds).
+DEFER_BELOW_BYTES = 64 * 1024
 
 
 def outer_product(a: Any, g: Any) -> Any:
     """aᵀ g for matrices a (B, M) and g (B, N), summed lazily: the (M, N) weight gradient of ``a @ w``.
 
-    Plain equivalent: ``a.T @ g``. For a gradient of at least ``DEFER_MIN_BYTES`` returns an
-    :class:`OuterProductSum` that the walk sums with the other uses of the same weight and multiplies
-    out once (:func:`dense`); smaller ones are computed at once.
+    Plain equivalent: ``a.T @ g``. For a gradient of at least ``DEFER_MIN_BYTES``, or under
+    ``DEFER_BELOW_BYTES``, returns an :class:`OuterProductSum` that the walk sums with the other uses
+    of the same weight and multiplies out once (:func:`dense`); the sizes between are computed at once.
     """
-    if a.shape[-1] * g.shape[-1] * g.itemsize < DEFER_MIN_BYTES:
+    size = a.shape[-1] * g.shape[-1] * g.itemsize
+    if DEFER_BELOW_BYTES <= size < DEFER_MIN_BYTES:
         return a.T @ g
     return OuterProductSum(a, g)
 
