@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--device {args.device}: {error}", file=sys.stderr)
         return 2
     # Each update frees and allocates the same big arrays again: keep the freed memory in the process
-    # rather than page-faulting it in anew every update (2-5 ms of a 40 ms update; host_memory.py).
+    # rather than let glibc hand it back and page-fault it in again (host_memory.py).
     retain_freed_memory()
     os.makedirs(args.out, exist_ok=True)
     checkpoint_path = os.path.join(args.out, "checkpoint.npz")

@@ -4,10 +4,12 @@ A training update allocates and frees the same large arrays every time (at the m
 (T, B, 4H) gate buffers of 2 MB, the outputs, the logits and their gradients: about 7 MB). glibc's
 allocator serves arrays above its threshold (128 KB at first, raised as big blocks are freed) from
 fresh pages and gives memory at the top of its heap back to the system once more than twice that
-threshold is free. So each update's big arrays land on pages the kernel must map and zero again:
-about 1,100-1,750 page faults per update of the main job's LSTM, 2-5 ms of system time in a 40 ms
-update (measured with ``getrusage``; see docs/performance.md, "Page faults"). PyTorch's CPU LSTM, whose
-allocations are smaller, takes about 70.
+threshold is free. So an update's big arrays can land on pages the kernel must map and zero again:
+run as ``benchmarks/bench_charlm.py``'s update in a process of its own, the main job's LSTM took
+about 1,500-1,750 page faults and 2-5 ms of system time per 40 ms update, and about 10 % less time
+per update without them (the hand-written NumPy BPTT likewise; PyTorch's CPU LSTM takes about 70).
+How often the heap is trimmed depends on the whole process's allocations: in the main job itself the
+switch saved much less (see docs/performance.md, "Page faults").
 
 :func:`retain_freed_memory` is the application-level switch, like ``OPENBLAS_NUM_THREADS=1``: it
 raises the two thresholds once, so freed blocks stay in the process and are reused. It is not called
