@@ -87,7 +87,10 @@ def test_outer_product_defers_the_small_and_the_large_gradients_and_computes_the
 
     assert kind(64, 64) is fastpaths.OuterProductSum  # 16 KB: under DEFER_BELOW_BYTES
     assert kind(128, 128) is np.ndarray  # 64 KB
-    assert kind(256, 256) is np.ndarray  # 256 KB
+    assert kind(256, 256) is np.ndarray  # 256 KB, square
+    assert kind(128, 512) is fastpaths.OuterProductSum  # 256 KB, an LSTM's gate weight
+    assert kind(128, 384) is fastpaths.OuterProductSum  # 192 KB, a GRU's
+    assert kind(64, 256) is np.ndarray  # 64 KB, gate-shaped but under DEFER_GATES_MIN_BYTES
     assert kind(512, 256) is fastpaths.OuterProductSum  # 512 KB: DEFER_MIN_BYTES
 
 

@@ -83,17 +83,25 @@ DEFER_MIN_BYTES = 512 * 1024
 # faster from one product of the concatenated factors than from 50 tiny products and their additions,
 # whose per-call cost dominates (tape / hand-written 2.07 -> 1.91 in process, 30 rounds).
 DEFER_BELOW_BYTES = 64 * 1024
+# ... and from this size when the gradient is at least three times as wide as tall: the gate weights of
+# LSTM and GRU layers, (H, 4H) and (H, 3H), used at every step. Measured in process (40 interleaved
+# rounds of bench_charlm's update): deferring the main job's (128, 512) dW_hh, 256 KB, took 0.951x the
+# time (0.93-0.99), the GRU's (128, 384) 0.980x; a square (256, 256) tanh RNN weight of the same size
+# was slower deferred (bench_rnn medium, tape / hand-written 0.86-0.91 -> 1.10), hence the shape rule.
+DEFER_GATES_MIN_BYTES = 128 * 1024
 
 
 def outer_product(a: Any, g: Any) -> Any:
     """aᵀ g for matrices a (B, M) and g (B, N), summed lazily: the (M, N) weight gradient of ``a @ w``.
 
-    Plain equivalent: ``a.T @ g``. For a gradient of at least ``DEFER_MIN_BYTES``, or under
-    ``DEFER_BELOW_BYTES``, returns an :class:`OuterProductSum` that the walk sums with the other uses
-    of the same weight and multiplies out once (:func:`dense`); the sizes between are computed at once.
+    Plain equivalent: ``a.T @ g``. For a gradient of at least ``DEFER_MIN_BYTES``, under
+    ``DEFER_BELOW_BYTES``, or a gate weight's (N ≥ 3M) of at least ``DEFER_GATES_MIN_BYTES``, returns an
+    :class:`OuterProductSum` that the walk sums with the other uses of the same weight and multiplies
+    out once (:func:`dense`); the others are computed at once.
     """
-    size = a.shape[-1] * g.shape[-1] * g.itemsize
-    if DEFER_BELOW_BYTES <= size < DEFER_MIN_BYTES:
+    rows, columns = a.shape[-1], g.shape[-1]
+    size = rows * columns * g.itemsize
+    if DEFER_BELOW_BYTES <= size < DEFER_MIN_BYTES and (size < DEFER_GATES_MIN_BYTES or columns < 3 * rows):
         return a.T @ g
     return OuterProductSum(a, g)
 
