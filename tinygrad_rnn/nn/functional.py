@@ -51,13 +51,16 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"linear: input's last dimension must be in_features={weight.shape[1]}, got input shape "
             f"{input.shape} and weight shape {weight.shape}"
         )
-    out = input @ weight.T
     if bias is not None:
         _require_tensor("linear", "bias", bias)
         if bias.shape != (weight.shape[0],):
             raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {bias.shape}")
-        out = out + bias
-    return out
+    operands = (input, weight) if bias is None else (input, weight, bias)
+    if all(t.dtype == weight.dtype for t in operands) and len({t.device for t in operands}) == 1:
+        return loss_ops.Linear.apply(*operands)  # one node: the same products, the bias added in place
+    # Mixed dtypes or devices: the ops promote the dtypes, or name the devices in their error.
+    out = input @ weight.T
+    return out if bias is None else out + bias
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None) -> Tensor:

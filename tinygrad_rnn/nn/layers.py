@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import functions, loss_ops
+from .. import functions
 from ..tensor import Tensor
 from . import functional as F
 from . import init
@@ -15,19 +15,6 @@ from .module import Module, Parameter
 
 def _empty_parameter(shape: tuple[int, ...], dtype: Any, device: Any) -> Parameter:
     return Parameter(functions.empty(*shape, dtype=dtype, device=device))
-
-
-def _fused_linear_fits(input: Any, weight: Tensor, bias: Tensor | None) -> bool:
-    """Whether ``loss_ops.Linear`` (one node) computes F.linear(input, weight, bias) here: a floating input
-    of the weight's dtype and device whose last axis is in_features, and a matching bias."""
-    if not isinstance(input, Tensor) or input.ndim < 1 or weight.ndim != 2:
-        return False
-    if input.dtype != weight.dtype or input.dtype.kind != "f" or input.shape[-1] != weight.shape[1]:
-        return False
-    if bias is not None and (bias.dtype != weight.dtype or bias.shape != (weight.shape[0],)):
-        return False
-    devices = {input.device, weight.device} if bias is None else {input.device, weight.device, bias.device}
-    return len(devices) == 1
 
 
 class Linear(Module):
@@ -60,14 +47,7 @@ class Linear(Module):
             init.uniform_(self.bias, -bound, bound)
 
     def forward(self, input: Tensor) -> Tensor:
-        weight, bias = self.weight, self.bias
-        if _fused_linear_fits(input, weight, bias):
-            if bias is None:
-                return loss_ops.Linear.apply(input, weight)
-            return loss_ops.Linear.apply(input, weight, bias)
-        # Anything else (mixed dtypes or devices, bad shapes) goes through F.linear, which promotes or
-        # names the problem.
-        return F.linear(input, weight, bias)
+        return F.linear(input, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return (
